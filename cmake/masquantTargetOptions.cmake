@@ -1,0 +1,18 @@
+# Flags for masquant's own targets (tests, benchmarks, examples, tool). They never reach the
+# INTERFACE target, so consumers keep their own warnings, -march and sanitizers.
+function(masquant_target_options target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  if(MASQUANT_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(MASQUANT_ARCH)
+    target_compile_options(${target} PRIVATE -march=${MASQUANT_ARCH})
+  endif()
+  if(MASQUANT_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${MASQUANT_SANITIZE}
+                           -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=${MASQUANT_SANITIZE})
+  endif()
+  # libstdc++ bounds checks in debug builds.
+  target_compile_definitions(${target} PRIVATE $<$<CONFIG:Debug>:_GLIBCXX_ASSERTIONS>)
+endfunction()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages masquant's build, tests and benchmarks need (skips those present).
+set -euo pipefail
+pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev clang-tidy valgrind libeigen3-dev libxsimd-dev
+      libboost-test-dev nlohmann-json3-dev libbenchmark-dev libdnnl-dev libopenblas-dev python3-numpy)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "masquant: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
