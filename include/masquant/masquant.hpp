@@ -1,0 +1,12 @@
+// masquant.hpp: umbrella header; includes every public masquant header except the optional io
+// component (include <masquant/io/...> for safetensors, which needs nlohmann_json).
+#pragma once
+
+#include <masquant/config.hpp>
+#include <masquant/error.hpp>
+#include <masquant/modality/modality.hpp>
+#include <masquant/parallel.hpp>
+#include <masquant/tensor/convert.hpp>
+#include <masquant/tensor/eigen.hpp>
+#include <masquant/tensor/view.hpp>
+#include <masquant/version.hpp>

@@ -1,0 +1,38 @@
+# Builds and runs one consumer project (cmake -P): MODE is find_package, add_subdirectory or
+# vendored; SOURCE_DIR is masquant's source tree, BUILD_DIR the tree to install from, WORK_DIR a
+# scratch directory, CXX the compiler, EIGEN_INCLUDE Eigen's include folder.
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+
+set(consumer "${SOURCE_DIR}/tests/consumer")
+if(MODE STREQUAL "find_package")
+  run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
+  foreach(f include/masquant/masquant.hpp share/cmake/masquant/masquantConfig.cmake
+            share/cmake/masquant/masquantConfigVersion.cmake)
+    if(NOT EXISTS "${WORK_DIR}/prefix/${f}")
+      message(FATAL_ERROR "install did not write ${f}")
+    endif()
+  endforeach()
+  run(${CMAKE_COMMAND} -S "${consumer}/find_package" -B "${WORK_DIR}/build"
+      "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_CXX_COMPILER=${CXX})
+elseif(MODE STREQUAL "add_subdirectory")
+  run(${CMAKE_COMMAND} -S "${consumer}/add_subdirectory" -B "${WORK_DIR}/build"
+      "-DMASQUANT_SOURCE_DIR=${SOURCE_DIR}" -DCMAKE_CXX_COMPILER=${CXX})
+elseif(MODE STREQUAL "vendored")
+  # Plain -I of the include folder, no CMake package at all.
+  file(MAKE_DIRECTORY "${WORK_DIR}/build")
+  run(${CXX} -std=c++17 -Wall -Wextra -Wpedantic -Werror -I "${SOURCE_DIR}/include"
+      -isystem "${EIGEN_INCLUDE}" "${consumer}/consumer.cpp" -o "${WORK_DIR}/build/consumer")
+else()
+  message(FATAL_ERROR "unknown MODE ${MODE}")
+endif()
+if(NOT MODE STREQUAL "vendored")
+  run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+endif()
+run("${WORK_DIR}/build/consumer")
