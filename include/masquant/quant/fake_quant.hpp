@@ -1,0 +1,58 @@
+// fake_quant.hpp: quantize-dequantize of a float matrix in one pass (SIMD path, bit-identical
+// to masquant::reference::fake_quant and to dequantize(quantize(x))).
+#pragma once
+
+#include <algorithm>
+#include <masquant/quant/detail/common.hpp>
+#include <masquant/quant/detail/driver.hpp>
+#include <masquant/quant/detail/kernels.hpp>
+#include <masquant/quant/spec.hpp>
+#include <masquant/tensor/view.hpp>
+#include <xsimd/xsimd.hpp>
+
+namespace masquant {
+
+/// Writes y = (q - z) · Δ with q = clamp(rne(x / Δ) + z, qmin, qmax) and Δ, z computed from x
+/// per tensor / row / group as `spec` says (z = 0 when symmetric); for an identity spec
+/// (bits >= 16) y = x. Zeros come out as +0.
+///
+/// x, y: rows x cols floats (any row strides). y may be exactly x (in place); any other overlap
+/// is undefined. Throws errc::invalid_argument (spec, or y aliasing x with another stride),
+/// errc::shape_mismatch, errc::non_finite naming the row and column of the first NaN or Inf.
+/// On errc::non_finite, rows before the offending one are written and it and all later rows
+/// are untouched (per_tensor and identity: nothing is written); other errors write nothing.
+///
+/// Example (per-token A8 activations, in place):
+/// \code
+///   masquant::fake_quant(x, {8, true, masquant::granularity::per_row}, x);
+/// \endcode
+template <class Arch = xsimd::default_arch>
+void fake_quant(matrix_view<const float> x, const quant_spec& spec, matrix_view<float> y) {
+  constexpr const char* op = "fake_quant";
+  spec.validate(op);
+  detail::check_same_shape(op, "output", x, y);
+  detail::check_alias(op, x, y);
+  if (spec.is_identity()) {
+    detail::check_finite<Arch>(op, x);
+    if (x.data() != y.data() && x.cols() > 0)
+      for (index_t r = 0; r < x.rows(); ++r)
+        std::copy(x.row_data(r), x.row_data(r) + x.cols(), y.row_data(r));
+    return;
+  }
+  detail::quantize_rows<Arch>(
+      op, x, spec, nullptr,
+      [&](index_t r, index_t c0, index_t n, const detail::qsimd::level_params& lp) {
+        detail::qsimd::quantize_run<Arch>(
+            detail::qsimd::plain_source{x.row_data(r) + c0}, n, lp,
+            detail::qsimd::float_sink{y.row_data(r) + c0, lp.delta, lp.zf});
+      });
+}
+
+/// fake_quant(x, spec, x): quantize-dequantize in place. Same errors; on errc::non_finite the
+/// rows before the offending one are already replaced.
+template <class Arch = xsimd::default_arch>
+void fake_quant_inplace(matrix_view<float> x, const quant_spec& spec) {
+  fake_quant<Arch>(x, spec, x);
+}
+
+}  // namespace masquant

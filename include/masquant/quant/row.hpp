@@ -1,0 +1,95 @@
+// row.hpp: per-token symmetric quantization of one row, optionally of x ⊘ s (smoothing fused
+// in) — the primitive of the deployable linear's dynamic activation quantization.
+#pragma once
+
+#include <cstdint>
+#include <masquant/quant/detail/common.hpp>
+#include <masquant/quant/detail/kernels.hpp>
+#include <xsimd/xsimd.hpp>
+
+namespace masquant {
+
+namespace detail {
+
+/// The statistics pass of a symmetric row: Δ, or an error naming the first non-finite value.
+template <class Arch, class Src>
+inline qsimd::level_params symmetric_row_params(const char* op, const Src& src, const float* x,
+                                                const float* s, index_t n, int bits, index_t row) {
+  qsimd::run_stats st;
+  qsimd::absmax_run<Arch>(src, n, st);
+  if (!st.finite) raise_non_finite_row(op, x, s, n, row);
+  const std::int32_t qmax = (std::int32_t{1} << (bits - 1)) - 1;
+  qsimd::level_params lp;
+  lp.delta = symmetric_scale(st.hi, qmax);
+  lp.qmin = -static_cast<float>(qmax);
+  lp.qmax = static_cast<float>(qmax);
+  return lp;
+}
+
+}  // namespace detail
+
+/// Quantizes x[0..n) symmetrically with `bits` (2..8) and one scale: writes the levels
+/// q[j] = clamp(rne(x[j] / Δ), -qmax, qmax) and returns Δ = clamp(absmax / qmax, 1e-5, 1e4),
+/// qmax = 2^(bits-1) - 1. Bit-identical to quantize() of the row with granularity::per_row.
+///
+/// Throws errc::invalid_argument (bits, n < 0, null pointers) or errc::non_finite naming the
+/// column (and `row` when row >= 0, for the caller's message); q is untouched on error.
+/// Reads x twice (absmax, then levels): keep rows cache-sized or use the matrix functions.
+template <class Arch = xsimd::default_arch>
+float quantize_row_symmetric(const float* x, index_t n, int bits, std::int8_t* q,
+                             index_t row = -1) {
+  constexpr const char* op = "quantize_row_symmetric";
+  detail::check_row_args(op, x, nullptr, false, n, bits, q);
+  const detail::qsimd::plain_source src{x};
+  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, nullptr, n, bits, row);
+  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::int8_sink{q, 0.0f});
+  return lp.delta;
+}
+
+/// As quantize_row_symmetric, of the smoothed row x ⊘ s: every x[j] / s[j] is a float32
+/// division, and the result is bit-identical to quantize_row_symmetric (and to quantize())
+/// of the materialised row x[j] / s[j]. s: n smoothing factors (a zero or non-finite quotient
+/// is reported as errc::non_finite with x[j] and s[j]).
+///
+/// Example (the per-token pass of a smoothed linear, token i of modality m):
+/// \code
+///   float scale_i = masquant::quantize_row_symmetric_smoothed(x.row_data(i), smooth[m].data(),
+///                                                             d_in, 8, qx.row_data(i), i);
+/// \endcode
+template <class Arch = xsimd::default_arch>
+float quantize_row_symmetric_smoothed(const float* x, const float* s, index_t n, int bits,
+                                      std::int8_t* q, index_t row = -1) {
+  constexpr const char* op = "quantize_row_symmetric_smoothed";
+  detail::check_row_args(op, x, s, true, n, bits, q);
+  const detail::qsimd::smoothed_source src{x, s};
+  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, s, n, bits, row);
+  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::int8_sink{q, 0.0f});
+  return lp.delta;
+}
+
+/// As quantize_row_symmetric, writing the dequantized values y[j] = q[j] · Δ (fake-quant) as
+/// float; returns Δ. y may be exactly x (in place).
+template <class Arch = xsimd::default_arch>
+float fake_quant_row_symmetric(const float* x, index_t n, int bits, float* y, index_t row = -1) {
+  constexpr const char* op = "fake_quant_row_symmetric";
+  detail::check_row_args(op, x, nullptr, false, n, bits, y);
+  const detail::qsimd::plain_source src{x};
+  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, nullptr, n, bits, row);
+  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::float_sink{y, lp.delta, 0.0f});
+  return lp.delta;
+}
+
+/// As quantize_row_symmetric_smoothed, writing the dequantized values of x ⊘ s as float (the
+/// smoothed, fake-quantized activation); returns Δ. y may be exactly x (in place).
+template <class Arch = xsimd::default_arch>
+float fake_quant_row_symmetric_smoothed(const float* x, const float* s, index_t n, int bits,
+                                        float* y, index_t row = -1) {
+  constexpr const char* op = "fake_quant_row_symmetric_smoothed";
+  detail::check_row_args(op, x, s, true, n, bits, y);
+  const detail::qsimd::smoothed_source src{x, s};
+  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, s, n, bits, row);
+  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::float_sink{y, lp.delta, 0.0f});
+  return lp.delta;
+}
+
+}  // namespace masquant
