@@ -157,14 +157,14 @@ BOOST_AUTO_TEST_CASE(odd_widths_match_reference) {
 // Every bit width, symmetric and asymmetric, every granularity (ragged and exact groups), every
 // data kind, on a few shapes with long rows and vector tails.
 BOOST_AUTO_TEST_CASE(all_specs_match_reference) {
-  const index_t shapes[][2] = {{5, 37}, {3, 130}, {2, 1029}};
+  const index_t shapes[][2] = {{5, 37}, {3, 130}, {2, 517}};
   testing::for_each_arch([&](auto arch) {
     using Arch = decltype(arch);
     std::uint64_t seed = 1000;
     for (int bits = 2; bits <= 8; ++bits) {
       for (bool sym : {true, false}) {
         for (auto gran : {granularity::per_tensor, granularity::per_row, granularity::per_group}) {
-          for (index_t g : {index_t{1}, index_t{4}, index_t{32}, index_t{128}}) {
+          for (index_t g : {index_t{1}, index_t{4}, index_t{32}}) {
             if (gran != granularity::per_group && g != 1) continue;
             const quant_spec spec{bits, sym, gran, gran == granularity::per_group ? g : 0};
             for (const auto& shape : shapes) {

@@ -43,7 +43,6 @@ struct plain_source {
   xsimd::batch<float, Arch> load(index_t j) const noexcept {
     return xsimd::batch<float, Arch>::load_unaligned(x + j);
   }
-  plain_source advanced(index_t k) const noexcept { return {x + k}; }
 };
 
 /// Reads x[j] / s[j] (a true float division: the smoothed activation x ⊘ s).
@@ -56,7 +55,6 @@ struct smoothed_source {
     using B = xsimd::batch<float, Arch>;
     return B::load_unaligned(x + j) / B::load_unaligned(s + j);
   }
-  smoothed_source advanced(index_t k) const noexcept { return {x + k, s + k}; }
 };
 
 // --- int8 <-> int32 lane conversions (xsimd 8.1 has no narrowing store) ----------------------
@@ -140,7 +138,6 @@ struct float_sink {
     using B = xsimd::batch<float, Arch>;
     ((q - B(zf)) * B(delta)).store_unaligned(y + j);
   }
-  float_sink advanced(index_t k) const noexcept { return {y + k, delta, zf}; }
 };
 
 /// Writes the level q minus the storage offset as int8.
@@ -156,7 +153,6 @@ struct int8_sink {
     // Truncation is exact: level - offset is an integer-valued float.
     store_i8<Arch>(q + j, xsimd::batch_cast<std::int32_t>(level - B(offset)), Arch{});
   }
-  int8_sink advanced(index_t k) const noexcept { return {q + k, offset}; }
 };
 
 // --- kernels --------------------------------------------------------------------------------
@@ -181,7 +177,9 @@ inline void absmax_run(const Src& src, index_t n, run_stats& st) noexcept {
     using B = xsimd::batch<float, Arch>;
     constexpr index_t w = static_cast<index_t>(B::size);
     B m0(0.0f), m1(0.0f), c0(0.0f), c1(0.0f);
-    for (; j + 2 * w <= n; j += 2 * w) {
+    // Bounds computed up front keep GCC's loop analysis from inventing overflowing iterations.
+    const index_t n2 = n - n % (2 * w);
+    for (; j < n2; j += 2 * w) {
       const B a = src.template load<Arch>(j);
       const B b = src.template load<Arch>(j + w);
       m0 = xsimd::max(m0, xsimd::abs(a));
@@ -189,7 +187,7 @@ inline void absmax_run(const Src& src, index_t n, run_stats& st) noexcept {
       c0 += a - a;
       c1 += b - b;
     }
-    if (j + w <= n) {
+    if (n - j >= w) {
       const B a = src.template load<Arch>(j);
       m0 = xsimd::max(m0, xsimd::abs(a));
       c0 += a - a;
@@ -224,7 +222,7 @@ inline void minmax_run(const Src& src, index_t n, run_stats& st) noexcept {
     using B = xsimd::batch<float, Arch>;
     constexpr index_t w = static_cast<index_t>(B::size);
     B l0(lo), h0(hi), c0(0.0f);
-    for (; j + w <= n; j += w) {
+    for (const index_t nv = n - n % w; j < nv; j += w) {
       const B a = src.template load<Arch>(j);
       l0 = xsimd::min(l0, a);
       h0 = xsimd::max(h0, a);
@@ -276,7 +274,7 @@ inline void quantize_run(const Src& src, index_t n, const level_params& p,
     using B = xsimd::batch<float, Arch>;
     constexpr index_t w = static_cast<index_t>(B::size);
     const B d(p.delta), z(p.zf), lo(p.qmin), hi(p.qmax);
-    for (; j + w <= n; j += w) {
+    for (const index_t nv = n - n % w; j < nv; j += w) {
       const B v = src.template load<Arch>(j);
       sink.template put<Arch>(j, xsimd::min(xsimd::max(xsimd::nearbyint(v / d) + z, lo), hi));
     }
@@ -295,7 +293,7 @@ inline void dequantize_run(const std::int8_t* q, index_t n, std::int32_t shift, 
     constexpr index_t w = static_cast<index_t>(BF::size);
     const BI s(shift);
     const BF d(delta);
-    for (; j + w <= n; j += w)
+    for (const index_t nv = n - n % w; j < nv; j += w)
       (xsimd::batch_cast<float>(load_i8<Arch>(q + j, Arch{}) + s) * d).store_unaligned(y + j);
   }
   for (; j < n; ++j) y[j] = static_cast<float>(std::int32_t{q[j]} + shift) * delta;
