@@ -1,4 +1,5 @@
 // Tests of quant/row.hpp (per-token primitives with fused smoothing) and quant/int4.hpp.
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <masquant/quant/quantize.hpp>
 #include <masquant/quant/reference.hpp>
 #include <masquant/quant/row.hpp>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>

@@ -1,5 +1,6 @@
 // Tests of what the quantizer computes (algorithm.md §3, §11.1), checked against float64
 // formulas written independently here, and of its special cases.
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <masquant/quant/reference.hpp>
 #include <masquant/quant/spec.hpp>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "support/quant_testing.hpp"
