@@ -1,0 +1,96 @@
+// atomic_file.hpp: write a file under a temporary name and rename it into place on success.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <masquant/error.hpp>
+#include <string>
+
+namespace masquant::detail {
+
+/// An output file that appears at `path` only when commit() succeeds: bytes go to a temporary
+/// file in the same directory (so rename() is atomic), which commit() fsyncs and renames over
+/// `path`. Destroying an uncommitted atomic_file removes the temporary, so a failure (an OS error
+/// or an exception between writes) leaves neither a partial output nor a stray temporary, and
+/// an existing `path` untouched.
+class atomic_file {
+ public:
+  /// Creates the temporary (mode 0666 less the umask, as open() would give `path`); throws
+  /// errc::io_error naming the path when the directory is missing or not writable.
+  explicit atomic_file(std::string path) : path_(std::move(path)) {
+    const auto slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "" : path_.substr(0, slash + 1);
+    const std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+    MASQUANT_CHECK(!base.empty(), errc::io_error, path_, ": cannot write: names a directory");
+    static std::atomic<unsigned> counter{0};
+    for (int attempt = 0; fd_ < 0; ++attempt) {
+      const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+      temp_ = cat(dir, '.', base, ".tmp-", ::getpid(), '-', counter++, '-', stamp % 1000000);
+      fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd_ < 0 && (errno != EEXIST || attempt >= 100))
+        raise(errc::io_error, cat(path_, ": cannot create a temporary file in its directory: ",
+                                  std::strerror(errno)));
+    }
+  }
+  ~atomic_file() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+  atomic_file(const atomic_file&) = delete;
+  atomic_file& operator=(const atomic_file&) = delete;
+
+  /// Appends `size` bytes; throws errc::io_error (disk full, file size limit, ...).
+  void write(const void* data, std::size_t size) {
+    auto p = static_cast<const char*>(data);
+    while (size > 0) {
+      const ::ssize_t n = ::write(fd_, p, size);
+      if (n < 0 && errno == EINTR) continue;
+      MASQUANT_CHECK(n > 0, errc::io_error, path_, ": write failed after ", written_,
+                     " bytes: ", n < 0 ? std::strerror(errno) : "no progress");
+      p += n;
+      size -= static_cast<std::size_t>(n);
+      written_ += static_cast<std::size_t>(n);
+    }
+  }
+
+  /// Flushes to disk and renames over `path`; throws errc::io_error (the temporary is removed).
+  void commit() {
+    MASQUANT_CHECK(::fsync(fd_) == 0, errc::io_error, path_,
+                   ": fsync failed: ", std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    MASQUANT_CHECK(::close(fd) == 0, errc::io_error, path_,
+                   ": close failed: ", std::strerror(errno));
+    MASQUANT_CHECK(::rename(temp_.c_str(), path_.c_str()) == 0, errc::io_error, path_,
+                   ": cannot rename the temporary into place: ", std::strerror(errno));
+    committed_ = true;
+    sync_directory();
+  }
+
+ private:
+  // Makes the rename durable. Best effort: the output is complete and in place already, so a
+  // failure here is not reported as a failed write.
+  void sync_directory() const noexcept {
+    const auto slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    static_cast<void>(::fsync(fd));
+    ::close(fd);
+  }
+
+  std::string path_;
+  std::string temp_;
+  int fd_ = -1;
+  std::size_t written_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace masquant::detail

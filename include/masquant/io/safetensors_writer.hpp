@@ -1,0 +1,234 @@
+// safetensors_writer.hpp: collect tensors and metadata, then write a safetensors file atomically.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <masquant/error.hpp>
+#include <masquant/io/detail/atomic_file.hpp>
+#include <masquant/io/detail/element_codec.hpp>
+#include <masquant/io/detail/text.hpp>
+#include <masquant/io/dtype.hpp>
+#include <masquant/io/owned_tensor.hpp>
+#include <masquant/io/tensor_shape.hpp>
+#include <masquant/tensor/view.hpp>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace masquant {
+
+/// Builds a safetensors file: add() tensors (copied, and converted when asked) and metadata,
+/// then write() or serialize().
+///
+/// Output is deterministic and byte-identical to the reference Rust crate's for the same
+/// tensors: "__metadata__" first (keys sorted), then the tensors in data order, which is by
+/// decreasing dtype alignment, then by name (bytewise); entries are written
+/// {"dtype", "shape", "data_offsets"}; the JSON is padded with spaces to a multiple of 8 bytes,
+/// so every tensor's data is aligned to its element size in the file (readers can map it
+/// zero-copy). write() goes through a temporary file in the target's directory, fsynced and
+/// renamed into place: on any failure no output and no temporary remain, and an existing file is
+/// replaced only on success.
+///
+/// Element types and the dtypes they can be stored as: float as F32 (default), F16 or BF16 (round
+/// to nearest even) or F64; double as F64 (default) or F32; half F16, bfloat16 BF16, int8_t I8,
+/// uint8_t U8 and int32_t I32 as themselves. NaN and Inf are stored as they are; a finite value
+/// that a narrower dtype would turn into Inf is an errc::overflow naming the tensor and element.
+///
+/// Example:
+/// \code
+///   masquant::safetensors_writer out;
+///   out.add("layer.qweight", qweight.view());                 // matrix_view<const int8_t>
+///   out.add("layer.wscale", wscale_view);                     // vector_view<const float>, F32
+///   out.add("layer.weight", w_view, masquant::dtype::bf16);   // stored as BF16
+///   out.set_metadata("format", "masquant");
+///   out.write("out.safetensors");
+/// \endcode
+class safetensors_writer {
+ public:
+  /// Adds a rows x cols matrix (shape [rows, cols], any row stride), stored as `as`.
+  /// Throws errc::invalid_argument for an empty, duplicate, "__metadata__" or non-UTF-8 name or
+  /// a dtype T cannot be stored as; errc::overflow as described above.
+  template <class T>
+  void add(std::string name, matrix_view<T> m, dtype as = dtype_of<std::remove_const_t<T>>) {
+    using V = std::remove_const_t<T>;
+    entry& e =
+        start(std::move(name), tensor_shape{m.rows(), m.cols()}, as, dtype_of<V>, can_store<V>(as));
+    for (index_t r = 0; r < m.rows(); ++r)
+      encode(e, m.row_data(r), m.cols(), static_cast<std::size_t>(r * m.cols()), r);
+  }
+
+  /// Adds a vector (shape [size]), stored as `as`. Errors as for matrices.
+  template <class T>
+  void add(std::string name, vector_view<T> v, dtype as = dtype_of<std::remove_const_t<T>>) {
+    add(std::move(name), tensor_shape{v.size()}, v, as);
+  }
+
+  /// Adds `values` (row-major) with any shape, e.g. tensor_shape{} for a scalar; throws
+  /// errc::shape_mismatch unless values.size() == shape.elements(). Other errors as above.
+  template <class T>
+  void add(std::string name, tensor_shape shape, vector_view<T> values,
+           dtype as = dtype_of<std::remove_const_t<T>>) {
+    using V = std::remove_const_t<T>;
+    MASQUANT_CHECK(values.size() == shape.elements(), errc::shape_mismatch,
+                   "safetensors_writer: tensor ", detail::quote_name(name), " has ", values.size(),
+                   " values for shape ", shape);
+    entry& e = start(std::move(name), std::move(shape), as, dtype_of<V>, can_store<V>(as));
+    encode(e, values.data(), values.size(), 0, -1);
+  }
+
+  /// Adds an owned tensor with its shape.
+  template <class T>
+  void add(std::string name, const owned_tensor<T>& t, dtype as = dtype_of<T>) {
+    add(std::move(name), t.shape(), t.vector(), as);
+  }
+
+  /// Adds `size` bytes already encoded as `type` (any dtype, e.g. to copy a tensor through);
+  /// throws errc::shape_mismatch unless size == shape.elements() * dtype_size(type).
+  void add_raw(std::string name, dtype type, tensor_shape shape, const void* bytes,
+               std::size_t size) {
+    const auto need = static_cast<std::uint64_t>(shape.elements()) * dtype_size(type);
+    MASQUANT_CHECK(size == need, errc::shape_mismatch, "safetensors_writer: tensor ",
+                   detail::quote_name(name), " has ", size, " bytes, ", type, " ", shape, " needs ",
+                   need);
+    entry& e = start(std::move(name), std::move(shape), type, type, true);
+    if (size > 0) std::memcpy(e.bytes.data(), bytes, size);
+  }
+
+  /// Sets (or replaces) a "__metadata__" entry; throws errc::invalid_argument for non-UTF-8 text.
+  void set_metadata(std::string key, std::string value) {
+    MASQUANT_CHECK(detail::is_valid_utf8(key) && detail::is_valid_utf8(value),
+                   errc::invalid_argument, "safetensors_writer: metadata key ",
+                   detail::quote_name(key), " or its value is not valid UTF-8");
+    metadata_[std::move(key)] = std::move(value);
+  }
+
+  bool has(std::string_view name) const noexcept { return names_.count(name) != 0; }
+  /// Number of tensors added.
+  index_t size() const noexcept { return static_cast<index_t>(entries_.size()); }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  /// The whole file as bytes (for in-memory use; write() streams instead).
+  std::vector<std::uint8_t> serialize() const {
+    const std::vector<const entry*> order = data_order();
+    const std::string header = make_header(order);
+    std::vector<std::uint8_t> out(8 + header.size());
+    put_le64(out.data(), header.size());
+    std::memcpy(out.data() + 8, header.data(), header.size());
+    for (const entry* e : order) out.insert(out.end(), e->bytes.begin(), e->bytes.end());
+    return out;
+  }
+
+  /// Writes the file atomically (see the class comment); throws errc::io_error naming the path.
+  void write(const std::string& path) const {
+    const std::vector<const entry*> order = data_order();
+    const std::string header = make_header(order);
+    unsigned char prefix[8];
+    put_le64(prefix, header.size());
+    detail::atomic_file out(path);
+    out.write(prefix, 8);
+    out.write(header.data(), header.size());
+    for (const entry* e : order) out.write(e->bytes.data(), e->bytes.size());
+    out.commit();
+  }
+
+ private:
+  struct entry {
+    std::string name;
+    dtype type;
+    tensor_shape shape;
+    std::vector<unsigned char> bytes;
+  };
+
+  template <class V>
+  static constexpr bool can_store(dtype as) noexcept {
+    return detail::can_encode<V>(as);
+  }
+
+  // Validates the name and dtype and appends an entry with room for its bytes.
+  entry& start(std::string name, tensor_shape shape, dtype as, dtype from, bool storable) {
+    const std::string tensor = detail::cat("safetensors_writer: tensor ", detail::quote_name(name));
+    MASQUANT_CHECK(!name.empty(), errc::invalid_argument, "safetensors_writer: empty tensor name");
+    MASQUANT_CHECK(name != "__metadata__", errc::invalid_argument, tensor,
+                   ": the name is reserved for metadata");
+    MASQUANT_CHECK(detail::is_valid_utf8(name), errc::invalid_argument, tensor,
+                   ": the name is not valid UTF-8");
+    MASQUANT_CHECK(!has(name), errc::invalid_argument, tensor, " was already added");
+    MASQUANT_CHECK(storable, errc::invalid_argument, tensor, ": ", from,
+                   " data cannot be stored as ", as);
+    MASQUANT_CHECK(
+        tensor_shape::fits(static_cast<std::uint64_t>(shape.elements()), 1, dtype_size(as)),
+        errc::overflow, tensor, ": ", shape, " of ", as, " overflows 63-bit sizes");
+    names_.insert(name);
+    entry e{std::move(name), as, std::move(shape), {}};
+    e.bytes.resize(static_cast<std::size_t>(e.shape.elements()) * dtype_size(as));
+    entries_.push_back(std::move(e));
+    return entries_.back();
+  }
+
+  // Encodes n elements at element index `first` of the entry; `row` >= 0 names a matrix row in
+  // messages. Drops the entry when a value does not fit, so a failed add() adds nothing.
+  template <class V>
+  void encode(entry& e, const V* src, index_t n, std::size_t first, index_t row) {
+    const index_t bad =
+        detail::encode_elements(src, n, e.type, e.bytes.data() + first * dtype_size(e.type));
+    if (bad < 0) return;
+    const std::string where =
+        row >= 0 ? detail::cat("element (", row, ", ", bad, ")") : detail::cat("element ", bad);
+    const double value = static_cast<double>(src[bad]);
+    const std::string name = e.name;
+    const dtype type = e.type;
+    names_.erase(name);
+    entries_.pop_back();
+    raise(errc::overflow, detail::cat("safetensors_writer: tensor ", detail::quote_name(name), ": ",
+                                      where, " = ", value, " overflows ", type));
+  }
+
+  // Tensors in file order: decreasing alignment (the reference crate's dtype order), then name.
+  std::vector<const entry*> data_order() const {
+    std::vector<const entry*> order;
+    order.reserve(entries_.size());
+    for (const entry& e : entries_) order.push_back(&e);
+    std::sort(order.begin(), order.end(), [](const entry* a, const entry* b) {
+      if (a->type != b->type) return a->type > b->type;
+      return a->name < b->name;
+    });
+    return order;
+  }
+
+  std::string make_header(const std::vector<const entry*>& order) const {
+    nlohmann::ordered_json root = nlohmann::ordered_json::object();
+    if (!metadata_.empty()) {
+      auto& meta = root["__metadata__"] = nlohmann::ordered_json::object();
+      for (const auto& kv : metadata_) meta[kv.first] = kv.second;
+    }
+    std::uint64_t offset = 0;
+    for (const entry* e : order) {
+      auto& j = root[e->name] = nlohmann::ordered_json::object();
+      j["dtype"] = to_string(e->type);
+      j["shape"] = e->shape.dims();
+      j["data_offsets"] = {offset, offset + e->bytes.size()};
+      offset += e->bytes.size();
+    }
+    std::string header = root.dump();
+    header.append((8 - header.size() % 8) % 8, ' ');
+    return header;
+  }
+
+  static void put_le64(unsigned char* out, std::uint64_t v) noexcept {
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(v >> (8 * i));
+  }
+
+  std::vector<entry> entries_;
+  std::set<std::string, std::less<>> names_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace masquant
