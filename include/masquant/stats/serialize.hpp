@@ -52,6 +52,7 @@ struct stats_codec {
   }
 
   static void put_doubles(const sink& out, const double* values, std::size_t n) {
+    if (n == 0) return;  // values may be null
     if (little_endian()) {
       out(values, n * sizeof(double));
     } else {
@@ -108,6 +109,7 @@ struct stats_codec {
     }
 
     void get_doubles(double* dst, std::size_t n, const char* field) {
+      if (n == 0) return;  // dst may be null
       if (n > remaining() / sizeof(double)) need(n * sizeof(double), field);
       if (little_endian()) {
         std::memcpy(dst, data_ + pos_, n * sizeof(double));

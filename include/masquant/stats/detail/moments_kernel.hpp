@@ -24,7 +24,7 @@ struct moments_cref {
   const double* m2;
 };
 
-/// Tokens combined exactly (two passes in registers) before each Chan merge into the state.
+/// Tokens of an empty accumulator's first group, combined exactly (two passes in registers).
 inline constexpr index_t moments_group = 8;
 
 /// Lane operations over `width` channels at once: xsimd batches of doubles, or plain doubles for
@@ -63,11 +63,11 @@ V tree_sum(const V* x) noexcept {
   }
 }
 
-/// Merges a group of R rows into channels [c0, c1) (c1 - c0 a multiple of the lane width).
-/// `w` = R / n and `cw` = n_before * R / n are the Chan weights of the merge.
+/// The first R rows of an empty accumulator, channels [c0, c1) (c1 - c0 a multiple of the lane
+/// width): min, max, and the exact two-pass mean and M2 of the group, held in registers.
 template <class Lanes, int R>
-void moments_group_update(const float* const* rows, index_t c0, index_t c1, moments_cref in,
-                          moments_ref out, double w, double cw) noexcept {
+void moments_first_group(const float* const* rows, index_t c0, index_t c1,
+                         moments_ref out) noexcept {
   using V = typename Lanes::type;
   constexpr double inv_r = 1.0 / R;
   for (index_t c = c0; c < c1; c += Lanes::width) {
@@ -78,31 +78,88 @@ void moments_group_update(const float* const* rows, index_t c0, index_t c1, mome
       lo = Lanes::min(x[k], lo);
       hi = Lanes::max(x[k], hi);
     }
-    const V mean_b = tree_sum<R>(x) * V(inv_r);
-    V m2_b = V(0.0);
+    const V mean = tree_sum<R>(x) * V(inv_r);
+    V m2 = V(0.0);
     for (int k = 0; k < R; ++k) {
-      const V d = x[k] - mean_b;
-      m2_b = m2_b + d * d;
+      const V d = x[k] - mean;
+      m2 = m2 + d * d;
     }
-    const V mean = Lanes::load(in.mean + c);
-    const V delta = mean_b - mean;
-    Lanes::store(out.mean + c, mean + delta * V(w));
-    Lanes::store(out.m2 + c, (Lanes::load(in.m2 + c) + m2_b) + (delta * delta) * V(cw));
-    Lanes::store(out.min + c, Lanes::min(lo, Lanes::load(in.min + c)));
-    Lanes::store(out.max + c, Lanes::max(hi, Lanes::load(in.max + c)));
+    Lanes::store(out.mean + c, mean);
+    Lanes::store(out.m2 + c, m2);
+    Lanes::store(out.min + c, lo);
+    Lanes::store(out.max + c, hi);
   }
 }
 
 template <class A, int R>
-void moments_group_dispatch(const float* const* rows, index_t c0, index_t c1, moments_cref in,
-                            moments_ref out, double w, double cw) noexcept {
+void moments_first_dispatch(const float* const* rows, index_t c0, index_t c1,
+                            moments_ref out) noexcept {
   using simd = moments_lanes<A>;
   const index_t vec_end = c0 + (c1 - c0) / simd::width * simd::width;
-  moments_group_update<simd, R>(rows, c0, vec_end, in, out, w, cw);
+  moments_first_group<simd, R>(rows, c0, vec_end, out);
   if constexpr (simd::width > 1) {
-    moments_group_update<moments_lanes<scalar_arch>, R>(rows, vec_end, c1, in, out, w, cw);
+    moments_first_group<moments_lanes<scalar_arch>, R>(rows, vec_end, c1, out);
   }
 }
+
+/// Merges `r` rows (R of them when R > 0) into channels [c0, c1) in one pass, centred on the
+/// state's mean μ_a (n_a > 0 tokens): with d = x − μ_a, S = Σd and Q = Σd², the merged mean is
+/// μ_a + S/n and M2 = M2_a + Q − S²/n. The subtraction loses at most a factor n/n_a of relative
+/// accuracy (Q ≤ M2_b + rδ² and M2_new ≥ M2_b + rδ²·n_a/n), so the very first group of an
+/// accumulator goes through moments_first_group instead.
+template <class Lanes, int R>
+void moments_stream_update(const float* const* rows, index_t r, index_t c0, index_t c1,
+                           moments_cref in, moments_ref out, double inv_n) noexcept {
+  using V = typename Lanes::type;
+  const index_t count = R > 0 ? R : r;
+  for (index_t c = c0; c < c1; c += Lanes::width) {
+    const V mean = Lanes::load(in.mean + c);
+    // Four independent chains (tokens 4i + u feed chain u, a tail feeds chain 0): one chain of
+    // dependent adds would stall on latency.
+    V lo0 = Lanes::load(in.min + c), hi0 = Lanes::load(in.max + c);
+    V lo1 = lo0, lo2 = lo0, lo3 = lo0, hi1 = hi0, hi2 = hi0, hi3 = hi0;
+    V s0 = V(0.0), s1 = V(0.0), s2 = V(0.0), s3 = V(0.0);
+    V q0 = V(0.0), q1 = V(0.0), q2 = V(0.0), q3 = V(0.0);
+    const auto step = [&](const float* p, V& lo, V& hi, V& sum, V& sq) {
+      const V x = Lanes::widen(p + c);
+      lo = Lanes::min(x, lo);
+      hi = Lanes::max(x, hi);
+      const V d = x - mean;
+      sum = sum + d;
+      sq = sq + d * d;
+    };
+    index_t k = 0;
+    for (; k + 4 <= count; k += 4) {
+      step(rows[k], lo0, hi0, s0, q0);
+      step(rows[k + 1], lo1, hi1, s1, q1);
+      step(rows[k + 2], lo2, hi2, s2, q2);
+      step(rows[k + 3], lo3, hi3, s3, q3);
+    }
+    for (; k < count; ++k) step(rows[k], lo0, hi0, s0, q0);
+    const V sum = (s0 + s1) + (s2 + s3);
+    const V sq = (q0 + q1) + (q2 + q3);
+    const V lo_all = Lanes::min(Lanes::min(lo0, lo1), Lanes::min(lo2, lo3));
+    const V hi_all = Lanes::max(Lanes::max(hi0, hi1), Lanes::max(hi2, hi3));
+    Lanes::store(out.mean + c, mean + sum * V(inv_n));
+    Lanes::store(out.m2 + c, Lanes::load(in.m2 + c) + (sq - sum * (sum * V(inv_n))));
+    Lanes::store(out.min + c, lo_all);
+    Lanes::store(out.max + c, hi_all);
+  }
+}
+
+template <class A, int R>
+void moments_stream_dispatch(const float* const* rows, index_t r, index_t c0, index_t c1,
+                             moments_cref in, moments_ref out, double inv_n) noexcept {
+  using simd = moments_lanes<A>;
+  const index_t vec_end = c0 + (c1 - c0) / simd::width * simd::width;
+  moments_stream_update<simd, R>(rows, r, c0, vec_end, in, out, inv_n);
+  if constexpr (simd::width > 1) {
+    moments_stream_update<moments_lanes<scalar_arch>, R>(rows, r, vec_end, c1, in, out, inv_n);
+  }
+}
+
+/// Tokens per one-pass group after the first (a longer group amortises the merge).
+inline constexpr index_t moments_stream_group = 16;
 
 /// Accumulates rows[0..n) into channels [c0, c1) of the state: reads `in` (the state before
 /// these rows, holding `count` tokens), writes `out` (in may equal out). Non-finite inputs
@@ -111,39 +168,45 @@ void moments_group_dispatch(const float* const* rows, index_t c0, index_t c1, mo
 template <class A>
 void moments_update(const float* const* rows, index_t n, std::int64_t count, index_t c0, index_t c1,
                     moments_cref in, moments_ref out) noexcept {
-  for (index_t r0 = 0; r0 < n; r0 += moments_group) {
-    const index_t r = n - r0 < moments_group ? n - r0 : moments_group;
-    const double n_before = static_cast<double>(count + r0);
-    const double n_after = n_before + static_cast<double>(r);
-    const double w = static_cast<double>(r) / n_after;
-    const double cw = n_before * static_cast<double>(r) / n_after;
-    const moments_cref src = r0 == 0 ? in : moments_cref{out.min, out.max, out.mean, out.m2};
-    const float* const* g = rows + r0;
-    switch (r) {
+  index_t r0 = 0;
+  if (count == 0 && n > 0) {
+    // No mean to centre on yet: the first group is combined exactly (two passes).
+    r0 = n < moments_group ? n : moments_group;
+    switch (r0) {
       case 8:
-        moments_group_dispatch<A, 8>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 8>(rows, c0, c1, out);
         break;
       case 7:
-        moments_group_dispatch<A, 7>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 7>(rows, c0, c1, out);
         break;
       case 6:
-        moments_group_dispatch<A, 6>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 6>(rows, c0, c1, out);
         break;
       case 5:
-        moments_group_dispatch<A, 5>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 5>(rows, c0, c1, out);
         break;
       case 4:
-        moments_group_dispatch<A, 4>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 4>(rows, c0, c1, out);
         break;
       case 3:
-        moments_group_dispatch<A, 3>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 3>(rows, c0, c1, out);
         break;
       case 2:
-        moments_group_dispatch<A, 2>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 2>(rows, c0, c1, out);
         break;
       default:
-        moments_group_dispatch<A, 1>(g, c0, c1, src, out, w, cw);
+        moments_first_dispatch<A, 1>(rows, c0, c1, out);
         break;
+    }
+  }
+  for (; r0 < n; r0 += moments_stream_group) {
+    const index_t r = n - r0 < moments_stream_group ? n - r0 : moments_stream_group;
+    const double inv_n = 1.0 / static_cast<double>(count + r0 + r);
+    const moments_cref src = r0 == 0 ? in : moments_cref{out.min, out.max, out.mean, out.m2};
+    if (r == moments_stream_group) {
+      moments_stream_dispatch<A, moments_stream_group>(rows + r0, r, c0, c1, src, out, inv_n);
+    } else {
+      moments_stream_dispatch<A, 0>(rows + r0, r, c0, c1, src, out, inv_n);
     }
   }
   // -0 + +0 is +0: min and max of a channel whose extreme is zero no longer depend on which
