@@ -204,10 +204,16 @@ inline parsed_header parse_header(const unsigned char* data, std::size_t size,
   const std::uint64_t data_start = 8 + out.header_size;
   const std::uint64_t buffer_size = size - data_start;
 
+  const char* first = reinterpret_cast<const char*>(data) + 8;
+  const char* last = first + out.header_size;
   nlohmann::json root;
+#ifdef MASQUANT_NO_EXCEPTIONS
+  // Without exceptions nlohmann reports a syntax error as a discarded value, without details.
+  root = nlohmann::json::parse(first, last, header_guard(source), /*allow_exceptions=*/false);
+  MASQUANT_CHECK(!root.is_discarded(), errc::format_error, source, ": invalid JSON header");
+#else
   try {
-    const char* first = reinterpret_cast<const char*>(data) + 8;
-    root = nlohmann::json::parse(first, first + out.header_size, header_guard(source));
+    root = nlohmann::json::parse(first, last, header_guard(source));
   } catch (const nlohmann::json::parse_error& e) {
     // Drop nlohmann's "[json.exception.parse_error.101] " and keep the message short and
     // printable: it quotes the last token read, which may be long or binary.
@@ -220,6 +226,7 @@ inline parsed_header parse_header(const unsigned char* data, std::size_t size,
   } catch (const nlohmann::json::exception& e) {
     raise(errc::format_error, cat(source, ": invalid JSON header: ", e.what()));
   }
+#endif
   MASQUANT_CHECK(root.is_object(), errc::format_error, source, ": header is ", json_kind(root),
                  ", expected an object");
 
