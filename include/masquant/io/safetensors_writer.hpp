@@ -28,8 +28,9 @@ namespace masquant {
 /// Builds a safetensors file: add() tensors (copied, and converted when asked) and metadata,
 /// then write() or serialize().
 ///
-/// Output is deterministic and byte-identical to the reference Rust crate's for the same
-/// tensors: "__metadata__" first (keys sorted), then the tensors in data order, which is by
+/// Output is deterministic and laid out as the reference Rust crate lays it out (byte-identical
+/// on its test vectors; the crate leaves the order of several metadata keys unspecified, we sort
+/// them): "__metadata__" first (keys sorted), then the tensors in data order, which is by
 /// decreasing dtype alignment, then by name (bytewise); entries are written
 /// {"dtype", "shape", "data_offsets"}; the JSON is padded with spaces to a multiple of 8 bytes,
 /// so every tensor's data is aligned to its element size in the file (readers can map it
