@@ -6,6 +6,12 @@
 #include <masquant/error.hpp>
 #include <masquant/modality/modality.hpp>
 #include <masquant/parallel.hpp>
+#include <masquant/smooth/alpha_search.hpp>
+#include <masquant/smooth/mas.hpp>
+#include <masquant/smooth/objective.hpp>
+#include <masquant/smooth/problem.hpp>
+#include <masquant/smooth/smoothquant.hpp>
+#include <masquant/smooth/sqnr.hpp>
 #include <masquant/tensor/convert.hpp>
 #include <masquant/tensor/eigen.hpp>
 #include <masquant/tensor/view.hpp>
