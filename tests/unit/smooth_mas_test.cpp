@@ -277,7 +277,8 @@ BOOST_AUTO_TEST_CASE(keep_best_and_zero_steps) {
 }
 
 BOOST_AUTO_TEST_CASE(deterministic_for_a_seed_and_any_thread_count) {
-  auto l = make_layer(40, 72, {600, 200}, {6, 30}, 30.0f, 57);  // several token/row chunks
+  auto l =
+      make_layer(40, 600, {600, 200}, {6, 30}, 30.0f, 57);  // several slabs, token and row chunks
   const auto in = l.inputs();
   const auto init = sq_init(l);
   auto o = small_options(4, 15, 700);

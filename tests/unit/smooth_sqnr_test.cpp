@@ -171,7 +171,7 @@ BOOST_AUTO_TEST_CASE(merged_factor_hurts_the_non_dominant_modality) {
 }
 
 BOOST_AUTO_TEST_CASE(same_result_for_any_thread_count) {
-  auto l = make_layer(40, 70, {700, 130}, {4}, 30.0f, 26);  // several chunks and slabs
+  auto l = make_layer(40, 600, {700, 130}, {4}, 30.0f, 26);  // several slabs, token and row chunks
   smoothing_eval_options o;
   o.weight_spec.bits = 4;
   smoothing_factors f{random_factors(40, 5, 0.5f, 2.0f), random_factors(40, 6, 0.5f, 2.0f)};

@@ -17,8 +17,8 @@ namespace masquant::detail {
 
 /// Tokens per task and output rows per task. Fixed (never derived from the thread count), so
 /// every sum is formed in the same order however many threads run the tasks.
-inline constexpr index_t smooth_token_chunk = 64;
-inline constexpr index_t smooth_row_chunk = 64;
+inline constexpr index_t smooth_token_chunk = 256;
+inline constexpr index_t smooth_row_chunk = 256;
 /// Tokens held in the work buffers at once; longer token lists are processed in slabs.
 inline constexpr index_t smooth_slab_tokens = 512;
 
