@@ -10,8 +10,9 @@
 //   in float and in double, OpenBLAS ssyrk and dsyrk. The double peers read data converted to
 //   double beforehand (not timed). Counters vs_<peer> = t_peer / t_ours (> 1: masquant faster).
 //
-// Within a group the peers run first and masquant last. Run with OPENBLAS_CORETYPE and
-// OPENBLAS_L2_SIZE unset, e.g.
+// With one thread, times are the calling thread's CPU time (robust on a shared, busy machine);
+// with two, wall time. Within a group the peers run first and masquant last. Run with
+// OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, e.g.
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./bench_stats
 // --benchmark_filter works as usual (e.g. 'gram/threads:1').
 
@@ -26,6 +27,7 @@
 #include <Eigen/Core>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <masquant/parallel.hpp>
 #include <masquant/stats/channel_stats.hpp>
@@ -79,14 +81,25 @@ masquant::thread_pool& pool(int threads) {
   return *p;
 }
 
-// Times `body` per iteration with a steady clock (manual time) and returns the mean seconds.
+// CPU time of the calling thread, in seconds.
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Times `body` per iteration and returns the mean seconds. With one thread the time is the
+// calling thread's CPU time: the machine is shared, and a descheduled thread would otherwise
+// charge its peer's or its own waiting to the kernel. With more threads it is wall time.
 template <class Body>
-double run(benchmark::State& state, Body&& body) {
+double run(benchmark::State& state, int threads, Body&& body) {
   double total = 0;
   for (auto _ : state) {
-    const auto t0 = clock_type::now();
+    const auto w0 = clock_type::now();
+    const double c0 = thread_seconds();
     body();
-    const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    const double s = threads == 1 ? thread_seconds() - c0
+                                  : std::chrono::duration<double>(clock_type::now() - w0).count();
     state.SetIterationTime(s);
     total += s;
   }
@@ -126,7 +139,7 @@ float read_all(masquant::matrix_view<const float> x, int threads) {
 void bm_read(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const auto x = view(stats_tokens);
-  const double s = run(state, [&] { benchmark::DoNotOptimize(read_all(x, threads)); });
+  const double s = run(state, threads, [&] { benchmark::DoNotOptimize(read_all(x, threads)); });
   peer_seconds()["stats/threads:" + std::to_string(threads) + "/read"] = s;
   state.SetBytesProcessed(state.iterations() * x.size() * 4);
 }
@@ -137,7 +150,7 @@ void bm_channel_stats(benchmark::State& state) {
   masquant::channel_stats stats(channels);
   const masquant::parallel_for_fn parallel =
       threads > 1 ? pool(threads).as_function() : masquant::parallel_for_fn{};
-  const double s = run(state, [&] { stats.add(x, parallel); });
+  const double s = run(state, threads, [&] { stats.add(x, parallel); });
   state.SetBytesProcessed(state.iterations() * x.size() * 4);
   ratio_counters(state, "stats/threads:" + std::to_string(threads) + "/", s, {"read"});
 }
@@ -159,7 +172,7 @@ void bm_modality_stats(benchmark::State& state) {
   masquant::modality_stats stats(channels, 3);
   const masquant::parallel_for_fn parallel =
       threads > 1 ? pool(threads).as_function() : masquant::parallel_for_fn{};
-  const double s = run(state, [&] { stats.add(x, ids, parallel); });
+  const double s = run(state, threads, [&] { stats.add(x, ids, parallel); });
   state.SetBytesProcessed(state.iterations() * x.size() * 4);
   ratio_counters(state, "stats/threads:" + std::to_string(threads) + "/", s, {"read"});
 }
@@ -184,7 +197,8 @@ void bm_gram_eigen_float(benchmark::State& state) {
   Eigen::Map<const masquant::row_matrix<float>> x(activations(gram_tokens).data(), gram_tokens,
                                                   channels);
   Eigen::MatrixXf g = Eigen::MatrixXf::Zero(channels, channels);
-  const double s = run(state, [&] { g.selfadjointView<Eigen::Upper>().rankUpdate(x.transpose()); });
+  const double s =
+      run(state, threads, [&] { g.selfadjointView<Eigen::Upper>().rankUpdate(x.transpose()); });
   benchmark::DoNotOptimize(g.data());
   peer_seconds()[gram_group(threads) + "eigen_f32"] = s;
 }
@@ -194,7 +208,8 @@ void bm_gram_eigen_double(benchmark::State& state) {
   Eigen::Map<const masquant::row_matrix<double>> x(activations_double().data(), gram_tokens,
                                                    channels);
   Eigen::MatrixXd g = Eigen::MatrixXd::Zero(channels, channels);
-  const double s = run(state, [&] { g.selfadjointView<Eigen::Upper>().rankUpdate(x.transpose()); });
+  const double s =
+      run(state, threads, [&] { g.selfadjointView<Eigen::Upper>().rankUpdate(x.transpose()); });
   benchmark::DoNotOptimize(g.data());
   peer_seconds()[gram_group(threads) + "eigen_f64"] = s;
 }
@@ -205,7 +220,7 @@ void bm_gram_ssyrk(benchmark::State& state) {
   openblas_set_num_threads(threads);
   const float* x = activations(gram_tokens).data();
   std::vector<float> g(static_cast<std::size_t>(channels * channels), 0.0f);
-  const double s = run(state, [&] {
+  const double s = run(state, threads, [&] {
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, channels, gram_tokens, 1.0f, x, channels,
                 1.0f, g.data(), channels);
   });
@@ -218,7 +233,7 @@ void bm_gram_dsyrk(benchmark::State& state) {
   openblas_set_num_threads(threads);
   const double* x = activations_double().data();
   std::vector<double> g(static_cast<std::size_t>(channels * channels), 0.0);
-  const double s = run(state, [&] {
+  const double s = run(state, threads, [&] {
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, channels, gram_tokens, 1.0, x, channels, 1.0,
                 g.data(), channels);
   });
@@ -234,7 +249,7 @@ void bm_gram_masquant(benchmark::State& state) {
   const masquant::parallel_for_fn parallel =
       threads > 1 ? pool(threads).as_function() : masquant::parallel_for_fn{};
   stats.add(x.middle_rows(0, 8), parallel);  // first touch of the workspace, not timed
-  const double s = run(state, [&] { stats.add(x, parallel); });
+  const double s = run(state, threads, [&] { stats.add(x, parallel); });
   benchmark::DoNotOptimize(stats.gram_upper().data());
   // T * C * (C + 1) flops, as a syrk of the upper triangle counts them.
   state.counters["GFLOPS"] = static_cast<double>(gram_tokens) * channels * (channels + 1) / s / 1e9;

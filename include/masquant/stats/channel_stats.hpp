@@ -61,7 +61,12 @@ class channel_stats {
     state_.resize(4 * n);
     staged_.resize(4 * n);
     reset_state(state_.data());
-    if (with_gram) gram_ = Eigen::MatrixXd::Zero(channels, channels);
+    if (with_gram) {
+      gram_.resize(channels, channels);  // allocated, not yet touched
+      detail::advise_huge_pages(gram_.data(),
+                                static_cast<std::size_t>(gram_.size()) * sizeof(double));
+      gram_.setZero();
+    }
   }
 
   /// Adds a block of tokens `x`: `[tokens, channels()]`, any row stride, tokens may be 0.

@@ -10,6 +10,10 @@
 #include <memory>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace masquant::detail {
 
 /// Tile sizes of the Gram kernel for architecture A. Tokens are converted to double once and
@@ -23,16 +27,46 @@ struct gram_tiling {
   static constexpr index_t vectors = width >= 8 ? 3 : width == 4 ? 3 : 4;
   static constexpr index_t rows = vectors * width;
   static constexpr index_t tokens = 512;
-  static constexpr index_t block_rows = rows * (width >= 8 ? 10 : 20);
+  static constexpr index_t block_rows = rows * (width >= 8 ? 8 : 16);
   static constexpr index_t chunk_cols = 128;
 };
 
-/// Hints that `p` will be written soon (no effect where the compiler has no prefetch builtin).
-inline void prefetch(const double* p) noexcept {
+/// Prefetch hints (no effect where the compiler has no prefetch builtin): into L2 for reading,
+/// into L1 for reading, into L2 for writing.
+inline void prefetch_read_l2(const double* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 2);
+#else
+  static_cast<void>(p);
+#endif
+}
+inline void prefetch_read_l1(const double* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 3);
+#else
+  static_cast<void>(p);
+#endif
+}
+inline void prefetch_write_l2(const double* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
   __builtin_prefetch(p, 1, 2);
 #else
   static_cast<void>(p);
+#endif
+}
+
+/// Asks the kernel to back [p, p + bytes) with transparent huge pages (Linux; call before the
+/// first touch). A 128 MiB Gram matrix on 4 KiB pages costs 32768 page faults on first touch and
+/// a TLB miss on most micro-tiles; the advice is a hint, ignored where unsupported.
+inline void advise_huge_pages(void* p, std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t huge = std::uintptr_t{1} << 21;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  static_cast<void>(p);
+  static_cast<void>(bytes);
 #endif
 }
 
@@ -50,6 +84,7 @@ class gram_workspace {
     if (doubles > size_) {
       storage_.reset();  // release first: the old and new buffers need not coexist
       storage_.reset(new double[doubles + 8]);
+      advise_huge_pages(storage_.get(), (doubles + 8) * sizeof(double));
       size_ = doubles;
     }
     const auto addr = reinterpret_cast<std::uintptr_t>(storage_.get());
@@ -89,14 +124,16 @@ void gram_pack(const float* const* rows, index_t kb, index_t n, index_t p0, inde
 /// G[i0 .. i0+rows, j0 .. j0+W) += Σ_t a_t b_tᵀ over kb tokens, where a comes from the
 /// `vectors` panels at `a` (panel stride kb*W) and b from the panel at `b`. G is column-major
 /// with leading dimension ldg. `Full`: the tile lies inside G; otherwise only entries with
-/// row < n and column < n are updated.
+/// row < n and column < n are updated. `b_next` (optional): the next column panel, fetched into
+/// L2 meanwhile (one line per token), since waiting for it costs more than the tile's G traffic.
 template <class A, bool Full>
 void gram_micro(const double* a, const double* b, index_t kb, double* g, index_t ldg, index_t i0,
-                index_t j0, index_t n) noexcept {
+                index_t j0, index_t n, const double* b_next) noexcept {
   constexpr index_t W = gram_tiling<A>::width;
   constexpr index_t V = gram_tiling<A>::vectors;
   const index_t stride = kb * W;
   if constexpr (std::is_same_v<A, scalar_arch>) {
+    static_cast<void>(b_next);
     double acc[W][V * W] = {};
     for (index_t t = 0; t < kb; ++t)
       for (index_t jj = 0; jj < W; ++jj)
@@ -116,11 +153,15 @@ void gram_micro(const double* a, const double* b, index_t kb, double* g, index_t
     // one computes.
     if (Full && i0 + 2 * V * W <= n) {
       for (index_t jj = 0; jj < W; ++jj)
-        for (index_t v = 0; v < V; ++v) prefetch(g + (j0 + jj) * ldg + i0 + (V + v) * W);
+        for (index_t v = 0; v < V; ++v) prefetch_write_l2(g + (j0 + jj) * ldg + i0 + (V + v) * W);
     }
     for (index_t t = 0; t < kb; ++t) {
+      if (b_next != nullptr) prefetch_read_l2(b_next + t * W);
       batch x[V];
-      for (index_t v = 0; v < V; ++v) x[v] = batch::load_aligned(a + v * stride + t * W);
+      for (index_t v = 0; v < V; ++v) {
+        prefetch_read_l1(a + v * stride + (t + 8) * W);  // the a panels stream from L2
+        x[v] = batch::load_aligned(a + v * stride + t * W);
+      }
       for (index_t jj = 0; jj < W; ++jj) {
         const batch y(b[t * W + jj]);
         for (index_t v = 0; v < V; ++v) acc[jj][v] = xsimd::fma(x[v], y, acc[jj][v]);
@@ -153,10 +194,11 @@ void gram_task(const double* pack, index_t kb, double* g, index_t ldg, index_t n
     const double* b = pack + q * kb * W;
     for (index_t i0 = r0; i0 < r1 && i0 <= j0; i0 += tiling::rows) {
       const double* a = pack + (i0 / W) * kb * W;
+      const double* b_next = i0 == r0 && q + 1 < q1 ? b + kb * W : nullptr;
       if (i0 + tiling::rows <= n && j0 + W <= n) {
-        gram_micro<A, true>(a, b, kb, g, ldg, i0, j0, n);
+        gram_micro<A, true>(a, b, kb, g, ldg, i0, j0, n, b_next);
       } else {
-        gram_micro<A, false>(a, b, kb, g, ldg, i0, j0, n);
+        gram_micro<A, false>(a, b, kb, g, ldg, i0, j0, n, b_next);
       }
     }
   }
@@ -176,7 +218,8 @@ void gram_update(const float* const* rows, index_t count, index_t n, double* g, 
   // Room for the tiles that reach past the last panel (zero padding is read, never stored).
   const index_t padded_panels = ((panels * W + tiling::rows - 1) / tiling::rows) * tiling::rows / W;
   const index_t kb_max = std::min(count, tiling::tokens);
-  double* pack = ws.get(static_cast<std::size_t>(padded_panels * kb_max * W));
+  // Slack after the last panel keeps the micro-kernel's read-ahead inside the buffer.
+  double* pack = ws.get(static_cast<std::size_t>((padded_panels * kb_max + 8) * W));
   const index_t col_chunks = (panels * W + tiling::chunk_cols - 1) / tiling::chunk_cols;
   const index_t row_blocks = (n + tiling::block_rows - 1) / tiling::block_rows;
   // Tasks (row block, column chunk) on or above the diagonal, in a fixed order.
