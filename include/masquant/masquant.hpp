@@ -6,6 +6,13 @@
 #include <masquant/error.hpp>
 #include <masquant/modality/modality.hpp>
 #include <masquant/parallel.hpp>
+#include <masquant/quant/fake_quant.hpp>
+#include <masquant/quant/int4.hpp>
+#include <masquant/quant/params.hpp>
+#include <masquant/quant/quantize.hpp>
+#include <masquant/quant/reference.hpp>
+#include <masquant/quant/row.hpp>
+#include <masquant/quant/spec.hpp>
 #include <masquant/smooth/alpha_search.hpp>
 #include <masquant/smooth/mas.hpp>
 #include <masquant/smooth/objective.hpp>
