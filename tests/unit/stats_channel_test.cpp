@@ -16,9 +16,9 @@ using namespace masquant::testing;
 BOOST_AUTO_TEST_SUITE(stats_channel)
 
 BOOST_AUTO_TEST_CASE(matches_long_double_reference) {
-  // Channel counts around the lane widths and the 1024-channel task chunk; token counts around
+  // Channel counts around the lane widths and the 2048-channel task chunk; token counts around
   // the group of 8.
-  for (index_t c : {1, 3, 17, 67, 1030}) {
+  for (index_t c : {1, 3, 17, 67, 2050}) {
     for (index_t t : {1, 7, 8, 9, 100}) {
       const auto x = random_normal(t, c, 2.0f, static_cast<std::uint64_t>(c * 1000 + t));
       channel_stats s(c);
@@ -211,12 +211,12 @@ BOOST_AUTO_TEST_CASE(simd_kernel_matches_scalar_kernel) {
 }
 
 BOOST_AUTO_TEST_CASE(thread_count_does_not_change_results) {
-  const auto x = random_normal(333, 2500, 1.0f, 9);  // three 1024-channel tasks
-  channel_stats serial(2500);
+  const auto x = random_normal(133, 4500, 1.0f, 9);  // three 2048-channel tasks
+  channel_stats serial(4500);
   serial.add(x.cview());
   for (int threads : {1, 2, 3}) {
     thread_pool pool(threads);
-    channel_stats par(2500);
+    channel_stats par(4500);
     par.add(x.cview(), pool.as_function());
     BOOST_TEST(to_bytes(par) == to_bytes(serial));
   }

