@@ -203,6 +203,33 @@ BOOST_AUTO_TEST_CASE(gradient_matches_independent_ste_evaluation) {
   }
 }
 
+// Minibatch rows with and without the cache of float outputs give the same loss and gradient.
+BOOST_AUTO_TEST_CASE(output_cache_is_transparent) {
+  auto l = make_layer(20, 300, {700, 50}, {3}, 30.0f, 64);
+  const auto in = l.inputs();
+  const quant_spec w4{4, true, granularity::per_row, 0}, a8{};
+  detail::smoothing_evaluator<float> plain(l.group(), in, w4, a8, {});
+  detail::smoothing_evaluator<float> cached(l.group(), in, w4, a8, {}, 1 << 20);
+  const auto s = sq_init(l);
+  std::vector<index_t> rows;
+  for (index_t n = 3; n < 700; n += 2) rows.push_back(n);
+  for (int call = 0; call < 2; ++call) {  // the first call fills the cache
+    std::vector<double> ga0(20), gb0(20), ga1(20), gb1(20);
+    const auto p =
+        plain.run(0, s[0].data(), s[0].data(), rows.data(), static_cast<index_t>(rows.size()),
+                  false, 1e-3, ga0.data(), gb0.data());
+    const auto c =
+        cached.run(0, s[0].data(), s[0].data(), rows.data(), static_cast<index_t>(rows.size()),
+                   false, 1e-3, ga1.data(), gb1.data());
+    BOOST_TEST(c.loss == p.loss, boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(c.signal == p.signal, boost::test_tools::tolerance(1e-9));
+    for (std::size_t j = 0; j < 20; ++j) {
+      BOOST_TEST(close(ga1[j], ga0[j], 1e-6, 1e-12));
+      BOOST_TEST(close(gb1[j], gb0[j], 1e-6, 1e-12));
+    }
+  }
+}
+
 // §11.8: weighted MAE normalised by d·(total token count, unweighted).
 BOOST_AUTO_TEST_CASE(loss_normalisation) {
   auto l = make_layer(12, 8, {30, 20, 10}, {4}, 30.0f, 54);
@@ -368,6 +395,25 @@ BOOST_AUTO_TEST_CASE(zero_channels_and_empty_modality) {
       for (float v : f) BOOST_TEST((std::isfinite(v) && v >= 0.01f));
     BOOST_TEST(r.factors[2] == init[2]);  // no tokens: exactly its initial factor
     BOOST_TEST(r.factors[0] != init[0]);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(degenerate_shapes) {
+  // d_in = 1, d_out = 1, single tokens, odd sizes: everything stays finite and valid.
+  for (auto shape : {std::vector<index_t>{1, 1}, std::vector<index_t>{3, 1},
+                     std::vector<index_t>{1, 5}, std::vector<index_t>{7, 3}}) {
+    auto l = make_layer(shape[0], shape[1], {1, 3}, {0}, 30.0f, 63);
+    const auto in = l.inputs();
+    const auto init = sq_init(l);
+    auto o = small_options(4, 20, 0);
+    const auto r = learn_mas(l.group(), in, init, o);
+    BOOST_TEST(r.final_loss <= r.initial_loss);
+    for (const auto& f : r.factors)
+      for (float v : f) BOOST_TEST((std::isfinite(v) && v >= 0.01f));
+    for (const auto& st : modality_sqnr(l.group(), in, r.factors, o))
+      BOOST_TEST(!std::isnan(st.db), shape[0] << "x" << shape[1]);
+    o.batch_tokens = 2;  // minibatches of one token per modality
+    BOOST_TEST(learn_mas(l.group(), in, init, o).losses.size() == 20u);
   }
 }
 

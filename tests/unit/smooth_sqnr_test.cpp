@@ -170,6 +170,39 @@ BOOST_AUTO_TEST_CASE(merged_factor_hurts_the_non_dominant_modality) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(evaluator_reuses_outputs_across_stages) {
+  auto l = make_layer(24, 300, {600, 90, 0}, {2, 7}, 30.0f, 28);
+  const auto in = l.inputs();
+  const auto sq = smoothquant_modality_factors(per_modality_absmax(in, 24),
+                                               weight_input_absmax({l.weight.cview()}));
+  smoothing_eval_options o;
+  o.weight_spec.bits = 4;
+  sqnr_evaluator eval(l.group(), in, o);
+  const smoothing_factors none(3), merged(3, sq.merged), shared(3, sq.per_modality[0]);
+  struct stage {
+    const smoothing_factors& act;
+    const smoothing_factors& wgt;
+  };
+  for (int pass = 0; pass < 2; ++pass)
+    for (const stage& st :
+         {stage{none, none}, stage{merged, merged}, stage{sq.per_modality, sq.per_modality},
+          stage{sq.per_modality, shared}}) {
+      const auto got = eval(st.act, st.wgt);
+      const auto ref = modality_sqnr(l.group(), in, st.act, st.wgt, o);
+      for (std::size_t m = 0; m < 2; ++m) {
+        BOOST_TEST(got[m].signal == ref[m].signal, boost::test_tools::tolerance(1e-12));
+        BOOST_TEST(got[m].noise == ref[m].noise, boost::test_tools::tolerance(1e-9));
+      }
+      BOOST_TEST(got[2].tokens == 0);
+    }
+  BOOST_TEST(eval(sq.per_modality)[0].noise == eval(sq.per_modality, sq.per_modality)[0].noise);
+  thread_pool pool(3);
+  o.parallel = pool.as_function();
+  sqnr_evaluator par(l.group(), in, o);
+  BOOST_TEST(par(merged)[0].noise == eval(merged)[0].noise);
+  BOOST_CHECK_THROW(eval(smoothing_factors(2)), error);
+}
+
 BOOST_AUTO_TEST_CASE(same_result_for_any_thread_count) {
   auto l = make_layer(40, 600, {700, 130}, {4}, 30.0f, 26);  // several slabs, token and row chunks
   smoothing_eval_options o;

@@ -37,7 +37,7 @@ matrix<float> awkward(index_t rows, index_t cols, std::uint64_t seed) {
   auto x = masquant::testing::random_normal(rows, cols, 1.0f, seed);
   for (index_t c = 0; c < cols; ++c) {
     x(0, c) = (c % 3 == 0) ? -0.0f : x(0, c);
-    if (rows > 1) x(1, c) = 1e-7f * static_cast<float>(c - cols / 2);
+    if (rows > 1) x(1, c) = 1e-7f * (static_cast<float>(c) - 0.5f * static_cast<float>(cols));
     if (rows > 2) x(2, c) = 3e6f * static_cast<float>((c % 5) - 2);
     if (rows > 3) x(3, c) = (c % 2 ? 2.0f : -2.0f);  // absmax ties, both signs
     if (rows > 4) x(4, c) = 127.0f / 2.0f + 0.5f * static_cast<float>(c);  // halves after /Δ

@@ -112,7 +112,7 @@ inline alpha_search_result search_alpha(const linear_group& group, const modalit
   r.sqnr_db.resize(nm);
 
   detail::smoothing_evaluator<float> ev(group, inputs, options.weight_spec, options.act_spec,
-                                        options.parallel);
+                                        options.parallel, detail::smooth_output_cache_elements);
   auto db_of = [&](std::size_t m, const std::vector<float>& s) {
     const auto sums =
         ev.run(static_cast<index_t>(m), s.data(), s.data(), nullptr, inputs[m].rows(), true);

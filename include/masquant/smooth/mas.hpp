@@ -93,7 +93,8 @@ inline mas_result learn_mas_checked(const linear_group& group, const modality_in
   const std::size_t nm = inputs.size();
   const auto d = static_cast<std::size_t>(group.d_in());
   const bool squared = o.loss == loss_kind::mse;
-  smoothing_evaluator<float> ev(group, inputs, o.weight_spec, o.act_spec, o.parallel);
+  smoothing_evaluator<float> ev(group, inputs, o.weight_spec, o.act_spec, o.parallel,
+                                smooth_output_cache_elements);
 
   // Current factors (what the forward uses) and θ = ln s with Adam moments, in double.
   smoothing_factors s(nm);

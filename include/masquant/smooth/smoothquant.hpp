@@ -112,7 +112,7 @@ inline std::vector<float> merged_absmax(const std::vector<std::vector<float>>& p
 /// act_absmax, weight_absmax: [d_in], finite, >= 0. alpha in [0, 1]. min_factor > 0 (default
 /// 0.01, the reference truncation; pass smoothquant_floor for the untruncated formula).
 /// Throws errc::shape_mismatch, errc::invalid_argument (alpha, min_factor, negative absmax),
-/// errc::non_finite (an input, or a factor beyond the float range).
+/// errc::non_finite (a NaN or Inf absmax, or a factor beyond the float range).
 ///
 /// Example: `auto s = masquant::smoothquant_factors(a_text, weight_input_absmax({w}), 0.5);`
 inline std::vector<float> smoothquant_factors(
@@ -130,10 +130,10 @@ inline std::vector<float> smoothquant_factors(
   std::vector<float> s(static_cast<std::size_t>(act_absmax.size()));
   for (index_t j = 0; j < act_absmax.size(); ++j) {
     const double a = act_absmax[j], w = weight_absmax[j];
-    MASQUANT_CHECK(std::isfinite(a) && a >= 0.0, errc::invalid_argument, op, ": activation absmax ",
-                   a, " at channel ", j, " (must be finite and >= 0)");
-    MASQUANT_CHECK(std::isfinite(w) && w >= 0.0, errc::invalid_argument, op, ": weight absmax ", w,
-                   " at channel ", j, " (must be finite and >= 0)");
+    MASQUANT_CHECK(std::isfinite(a) && std::isfinite(w), errc::non_finite, op,
+                   ": non-finite absmax at channel ", j, " (activation ", a, ", weight ", w, ")");
+    MASQUANT_CHECK(a >= 0.0 && w >= 0.0, errc::invalid_argument, op,
+                   ": negative absmax at channel ", j, " (activation ", a, ", weight ", w, ")");
     double v;
     if (policy == zero_channel_policy::unit && (a <= smoothquant_floor || w <= smoothquant_floor)) {
       v = 1.0;

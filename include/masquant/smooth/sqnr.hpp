@@ -39,20 +39,98 @@ inline double sqnr_db(double signal, double noise) noexcept {
   return 10.0 * std::log10(signal / noise);
 }
 
-/// Per-modality SQNR with separate activation and weight factors: for the tokens x_n of
-/// modality m, ŷ_n = Q_a(x_n ⊘ a_m)·Q_w(W·diag(b_m))ᵀ + bias against y_n = x_n·Wᵀ + bias, over
-/// the concatenated outputs of the group.
+namespace detail {
+
+/// Validated factors -> per-modality statistics.
+inline std::vector<sqnr_stat> sqnr_of(smoothing_evaluator<float>& ev, const modality_inputs& inputs,
+                                      const smoothing_factors& act_factors,
+                                      const smoothing_factors& weight_factors) {
+  std::vector<sqnr_stat> out(inputs.size());
+  for (std::size_t m = 0; m < inputs.size(); ++m) {
+    auto& st = out[m];
+    st.tokens = inputs[m].rows();
+    if (st.tokens == 0) continue;
+    const float* a = act_factors[m].empty() ? nullptr : act_factors[m].data();
+    const float* b = weight_factors[m].empty() ? nullptr : weight_factors[m].data();
+    const auto sums = ev.run(static_cast<index_t>(m), a, b, nullptr, st.tokens, true);
+    st.signal = sums.signal;
+    st.noise = sums.noise;
+    st.db = sqnr_db(st.signal, st.noise);
+  }
+  return out;
+}
+
+/// Checks the group, inputs and quantizers, and returns the group.
+inline const linear_group& checked_group(const char* op, const linear_group& group,
+                                         const modality_inputs& inputs,
+                                         const smoothing_eval_options& options) {
+  check_group(op, group);
+  check_inputs(op, inputs, group.d_in());
+  check_specs(op, options.weight_spec, options.act_spec);
+  return group;
+}
+
+}  // namespace detail
+
+/// Per-modality SQNR of several factor sets on the same calibration data. The float outputs
+/// x·Wᵀ are computed once and kept (up to 2^26 values, 256 MiB, in modality order; beyond that
+/// they are recomputed per evaluation), so evaluating the report stages costs one product each
+/// plus one shared product, instead of two each. The group's and inputs' memory must outlive the
+/// evaluator. Not thread-safe (it owns work buffers); options.parallel parallelises each call.
 ///
-/// act_factors, weight_factors: one [d_in] vector per modality (an empty vector: s ≡ 1). The
+/// Example (the calibration report's stages; s_all, s_ref are [d_in] vectors):
+/// \code
+///   masquant::sqnr_evaluator eval(group, inputs, opt);
+///   auto rtn = eval(masquant::smoothing_factors(n));                   // no smoothing
+///   auto sq = eval(masquant::smoothing_factors(n, s_all));              // "smoothquant"
+///   auto mas = eval(learned);                                          // "mas_multiweight"
+///   auto shared = eval(learned, masquant::smoothing_factors(n, s_ref)); // "shared_no_cmc"
+/// \endcode
+class sqnr_evaluator {
+ public:
+  /// Validates the group, the inputs (finite values, shapes) and the quantizers once. Throws
+  /// errc::invalid_argument, errc::shape_mismatch, errc::non_finite (naming the tensor, row and
+  /// column) or errc::not_supported (per_tensor activations).
+  sqnr_evaluator(const linear_group& group, const modality_inputs& inputs,
+                 const smoothing_eval_options& options = {})
+      : ev_(detail::checked_group("sqnr_evaluator", group, inputs, options), inputs,
+            options.weight_spec, options.act_spec, options.parallel,
+            detail::smooth_output_cache_elements),
+        inputs_(inputs) {}
+
+  /// Per-modality SQNR with activation factors a_m and weight factors b_m: for the tokens x_n of
+  /// modality m, ŷ_n = Q_a(x_n ⊘ a_m)·Q_w(W·diag(b_m))ᵀ + bias against y_n = x_n·Wᵀ + bias, over
+  /// the concatenated outputs of the group. One [d_in] vector per modality, an empty vector
+  /// meaning s ≡ 1. Throws errc::shape_mismatch or errc::invalid_argument for bad factors.
+  std::vector<sqnr_stat> operator()(const smoothing_factors& act_factors,
+                                    const smoothing_factors& weight_factors) {
+    constexpr const char* op = "sqnr_evaluator";
+    detail::check_factors(op, "act_factors", act_factors, inputs_.size(), ev_.d_in(), true);
+    detail::check_factors(op, "weight_factors", weight_factors, inputs_.size(), ev_.d_in(), true);
+    return detail::sqnr_of(ev_, inputs_, act_factors, weight_factors);
+  }
+
+  /// a_m = b_m = factors[m]: every modality uses its own quantized weight Q_w(W·diag(s_m)).
+  std::vector<sqnr_stat> operator()(const smoothing_factors& factors) {
+    return (*this)(factors, factors);
+  }
+
+ private:
+  detail::smoothing_evaluator<float> ev_;
+  modality_inputs inputs_;
+};
+
+/// Per-modality SQNR with separate activation and weight factors, in one call (see
+/// sqnr_evaluator for the definition and for evaluating several factor sets efficiently). The
 /// report stages are
 ///   - "rtn": every vector empty;
 ///   - "smoothquant": a_m = b_m = s_all for every m;
 ///   - "mas_multiweight": a_m = b_m = s_m (one quantized weight per modality);
 ///   - "shared_no_cmc": a_m = s_m, b_m = s_ref (the reference modality's weight for everyone).
-/// GEMMs run in float (relative error ~1e-7, far below any quantization noise); sums in double.
-/// (options has no default here, so that `modality_sqnr(g, x, f, {})` is unambiguous.)
-/// Throws errc::invalid_argument, errc::shape_mismatch, errc::non_finite (naming the tensor, row
-/// and column) or errc::not_supported (per_tensor activations).
+/// The bias, when the group has one, adds to the signal only. GEMMs run in float (relative error
+/// ~1e-7, far below any quantization noise); sums in double. A modality without tokens gets
+/// tokens = 0 and db = NaN. (options has no default here, so that `modality_sqnr(g, x, f, {})`
+/// is unambiguous.) Throws as sqnr_evaluator and its call operator.
 ///
 /// Example:
 /// \code
@@ -67,26 +145,13 @@ inline std::vector<sqnr_stat> modality_sqnr(const linear_group& group,
                                             const smoothing_factors& weight_factors,
                                             const smoothing_eval_options& options) {
   constexpr const char* op = "modality_sqnr";
-  detail::check_group(op, group);
-  detail::check_inputs(op, inputs, group.d_in());
+  detail::checked_group(op, group, inputs, options);
   detail::check_factors(op, "act_factors", act_factors, inputs.size(), group.d_in(), true);
   detail::check_factors(op, "weight_factors", weight_factors, inputs.size(), group.d_in(), true);
-  detail::check_specs(op, options.weight_spec, options.act_spec);
+  // One evaluation: no output cache (it would only add memory).
   detail::smoothing_evaluator<float> ev(group, inputs, options.weight_spec, options.act_spec,
                                         options.parallel);
-  std::vector<sqnr_stat> out(inputs.size());
-  for (std::size_t m = 0; m < inputs.size(); ++m) {
-    auto& st = out[m];
-    st.tokens = inputs[m].rows();
-    if (st.tokens == 0) continue;
-    const float* a = act_factors[m].empty() ? nullptr : act_factors[m].data();
-    const float* b = weight_factors[m].empty() ? nullptr : weight_factors[m].data();
-    const auto sums = ev.run(static_cast<index_t>(m), a, b, nullptr, st.tokens, true);
-    st.signal = sums.signal;
-    st.noise = sums.noise;
-    st.db = sqnr_db(st.signal, st.noise);
-  }
-  return out;
+  return detail::sqnr_of(ev, inputs, act_factors, weight_factors);
 }
 
 /// modality_sqnr with a_m = b_m = factors[m]: every modality uses its own quantized weight

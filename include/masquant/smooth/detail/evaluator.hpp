@@ -21,6 +21,9 @@ inline constexpr index_t smooth_token_chunk = 256;
 inline constexpr index_t smooth_row_chunk = 256;
 /// Tokens held in the work buffers at once; longer token lists are processed in slabs.
 inline constexpr index_t smooth_slab_tokens = 512;
+/// Float outputs x·Wᵀ the public solvers keep between evaluations (elements over all
+/// modalities, in modality order): 2^26 floats = 256 MiB.
+inline constexpr index_t smooth_output_cache_elements = index_t{1} << 26;
 
 /// Evaluates, for one modality's tokens x_n (rows of inputs[m]), an activation-side factor a and
 /// a weight-side factor b,
@@ -33,7 +36,9 @@ inline constexpr index_t smooth_slab_tokens = 512;
 /// s_m and adds the two; keeping them apart lets tests check each chain-rule path on its own.
 ///
 /// T is the compute type of the quantizers and GEMMs (float in the library, double in tests);
-/// every sum is in double. Holds work buffers: not thread-safe, reuse it across calls.
+/// every sum is in double. The outputs y of whole modalities are computed once and kept when they
+/// fit `cache_elements` (every factor set needs the same y). Holds work buffers: not
+/// thread-safe, reuse it across calls.
 template <class T>
 class smoothing_evaluator {
  public:
@@ -49,7 +54,7 @@ class smoothing_evaluator {
   /// valid (checked by the public callers).
   smoothing_evaluator(const linear_group& group, const modality_inputs& inputs,
                       const quant_spec& weight_spec, const quant_spec& act_spec,
-                      parallel_for_fn parallel)
+                      parallel_for_fn parallel, index_t cache_elements = 0)
       : inputs_(inputs),
         wspec_(weight_spec),
         aspec_(act_spec),
@@ -71,6 +76,13 @@ class smoothing_evaluator {
     }
     v_.resize(d_out_, d_in_);
     wq_.resize(d_out_, d_in_);
+    index_t budget = cache_elements;
+    for (const auto& x : inputs_) {
+      const bool fits = x.rows() > 0 && x.rows() * d_out_ <= budget;
+      if (fits) budget -= x.rows() * d_out_;
+      cacheable_.push_back(fits);
+    }
+    y_cache_.resize(inputs_.size());
   }
 
   index_t d_in() const noexcept { return d_in_; }
@@ -82,6 +94,8 @@ class smoothing_evaluator {
   sums run(index_t m, const T* a, const T* b, const index_t* rows, index_t count, bool squared,
            double grad_scale = 0, double* g_a = nullptr, double* g_b = nullptr) {
     const bool grad = g_a != nullptr || g_b != nullptr;
+    const auto mi = static_cast<std::size_t>(m);
+    if (cacheable_[mi] && y_cache_[mi].rows() == 0) fill_cache(m);
     prepare_weight(b);
     if (grad) dwq_.setZero(d_out_, d_in_);
     ensure_buffers(std::min(count, smooth_slab_tokens));
@@ -140,6 +154,19 @@ class smoothing_evaluator {
                     d_in_);
   }
 
+  /// y = x·Wᵀ for every token of modality m, by chunks of tokens.
+  void fill_cache(index_t m) {
+    const auto& in = inputs_[static_cast<std::size_t>(m)];
+    auto& y = y_cache_[static_cast<std::size_t>(m)];
+    y.resize(in.rows(), d_out_);
+    const index_t chunks = (in.rows() + smooth_token_chunk - 1) / smooth_token_chunk;
+    parallel_(chunks, [&](index_t c) {
+      const index_t r0 = c * smooth_token_chunk, n = std::min(smooth_token_chunk, in.rows() - r0);
+      y.middleRows(r0, n).noalias() =
+          as_eigen(in.middle_rows(r0, n)).template cast<T>() * w_.transpose();
+    });
+  }
+
   void ensure_buffers(index_t n) {
     if (x_.rows() >= n) return;
     x_.resize(n, d_in_);
@@ -167,7 +194,12 @@ class smoothing_evaluator {
     auto r = r_.middleRows(r0, nc);
     auto y = y_.middleRows(r0, nc);
     r.noalias() = a_.middleRows(r0, nc) * wq_.transpose();
-    y.noalias() = x_.middleRows(r0, nc) * w_.transpose();
+    if (const auto& yc = y_cache_[static_cast<std::size_t>(m)]; yc.rows() > 0) {
+      for (index_t i = 0; i < nc; ++i)
+        y.row(i) = yc.row(rows ? rows[base + r0 + i] : base + r0 + i);
+    } else {
+      y.noalias() = x_.middleRows(r0, nc) * w_.transpose();
+    }
     sums s;
     for (index_t i = 0; i < nc; ++i)
       for (index_t o = 0; o < d_out_; ++o) {
@@ -227,6 +259,8 @@ class smoothing_evaluator {
   matrix x_, u_, a_, da_;            // per slab: inputs, x ⊘ a, Q_a of it, gradients
   matrix r_, y_;                     // per slab: ŷ then ∂loss/∂ŷ, and y
   std::vector<double> ga_part_;      // per token chunk: partial ∂loss/∂a
+  std::vector<bool> cacheable_;      // per modality: y fits the cache
+  std::vector<matrix> y_cache_;      // per modality: y = x·Wᵀ of every token, once computed
 };
 
 }  // namespace masquant::detail
