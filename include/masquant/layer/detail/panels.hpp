@@ -1,0 +1,137 @@
+// panels.hpp: the right-hand operands of the quantized linear's float and bf16 products (the
+// low-rank factors L and R, and the A16 weight), packed once into column panels of 16.
+//
+// A panel holds 16 consecutive columns of a [K, N] matrix, zero beyond N:
+//   f32:  element (k, c) at k * 16 + c                      (one 64-byte line per k)
+//   bf16: element (k, c) at (k / 2) * 32 + c * 2 + k % 2   (one 64-byte line per pair of k; K
+//         padded to even with zeros) — the operand layout of vdpbf16ps, which multiplies 16 lanes
+//         of bf16 pairs by one broadcast pair of the activation row.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <masquant/config.hpp>
+#include <new>
+#include <utility>
+
+namespace masquant::detail::layer {
+
+inline constexpr index_t panel_cols = 16;
+
+inline constexpr index_t round_up(index_t x, index_t m) noexcept {
+  return (x + m - 1) / m * m;
+}
+
+/// An owning, 64-byte aligned, zero-initialised array of trivially copyable T.
+template <class T>
+class aligned_buffer {
+ public:
+  aligned_buffer() = default;
+  explicit aligned_buffer(std::size_t size) : size_(size) {
+    if (size_ == 0) return;
+    data_ = static_cast<T*>(::operator new (size_ * sizeof(T), std::align_val_t{64}));
+    std::memset(static_cast<void*>(data_), 0, size_ * sizeof(T));
+  }
+  aligned_buffer(const aligned_buffer& other) : aligned_buffer(other.size_) {
+    if (size_ != 0) std::memcpy(static_cast<void*>(data_), other.data_, size_ * sizeof(T));
+  }
+  aligned_buffer(aligned_buffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  aligned_buffer& operator=(aligned_buffer other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    return *this;
+  }
+  ~aligned_buffer() {
+    if (data_ != nullptr) ::operator delete (static_cast<void*>(data_), std::align_val_t{64});
+  }
+
+  /// Makes room for at least `size` elements; keeps the storage (and contents) when it suffices,
+  /// otherwise replaces it by a zeroed one (contents are not preserved).
+  void reserve(std::size_t size) {
+    if (size > size_) *this = aligned_buffer(size);
+  }
+
+  T* data() noexcept { return data_; }
+  const T* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// bf16 bits of a finite float, rounded to nearest even (as Eigen::bfloat16 and vcvtneps2bf16
+/// for normal numbers).
+inline std::uint16_t to_bf16(float f) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+/// The float value of bf16 bits (exact).
+inline float from_bf16(std::uint16_t h) noexcept {
+  const std::uint32_t u = std::uint32_t{h} << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+enum class panel_format : std::uint8_t { f32, bf16 };
+
+/// A [K, N] matrix packed into ceil(N / 16) panels (see the file comment). Immutable once
+/// packed; `stride` is the number of elements of one panel.
+template <class T>
+struct panels {
+  index_t k = 0, n = 0, count = 0, stride = 0;
+  aligned_buffer<T> data;
+  const T* panel(index_t p) const noexcept { return data.data() + p * stride; }
+};
+
+/// Packs element (k, c) = at(k, c) of a [K, N] matrix as f32 panels.
+template <class At>
+panels<float> pack_f32(index_t k, index_t n, At at) {
+  panels<float> p;
+  p.k = k;
+  p.n = n;
+  p.count = (n + panel_cols - 1) / panel_cols;
+  p.stride = k * panel_cols;
+  p.data = aligned_buffer<float>(static_cast<std::size_t>(p.count * p.stride));
+  for (index_t i = 0; i < k; ++i) {
+    for (index_t c = 0; c < n; ++c) {
+      p.data.data()[(c / panel_cols) * p.stride + i * panel_cols + c % panel_cols] = at(i, c);
+    }
+  }
+  return p;
+}
+
+/// Packs element (k, c) = at(k, c) (a float, rounded to bf16) of a [K, N] matrix as bf16 panels.
+template <class At>
+panels<std::uint16_t> pack_bf16(index_t k, index_t n, At at) {
+  panels<std::uint16_t> p;
+  p.k = k;
+  p.n = n;
+  p.count = (n + panel_cols - 1) / panel_cols;
+  p.stride = round_up(k, 2) * panel_cols;
+  p.data = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(p.count * p.stride));
+  for (index_t i = 0; i < k; ++i) {
+    for (index_t c = 0; c < n; ++c) {
+      p.data.data()[(c / panel_cols) * p.stride + (i / 2) * 2 * panel_cols + (c % panel_cols) * 2 +
+                    i % 2] = to_bf16(at(i, c));
+    }
+  }
+  return p;
+}
+
+/// Element (k, c) of packed panels, as float.
+inline float panel_value(const panels<float>& p, index_t k, index_t c) noexcept {
+  return p.panel(c / panel_cols)[k * panel_cols + c % panel_cols];
+}
+inline float panel_value(const panels<std::uint16_t>& p, index_t k, index_t c) noexcept {
+  return from_bf16(
+      p.panel(c / panel_cols)[(k / 2) * 2 * panel_cols + (c % panel_cols) * 2 + k % 2]);
+}
+
+}  // namespace masquant::detail::layer

@@ -1,0 +1,556 @@
+// quantized_linear.hpp: the deployable MASQuant linear — per-token modality smoothing fused into
+// dynamic int8 quantization, one INT8 GEMM over all tokens, and the low-rank Cross-Modal
+// Compensation on the rows of each non-reference modality (algorithm.md §6.7, §7).
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <masquant/config.hpp>
+#include <masquant/error.hpp>
+#include <masquant/gemm/int8_gemm.hpp>
+#include <masquant/gemm/packed_weights.hpp>
+#include <masquant/layer/detail/panels.hpp>
+#include <masquant/layer/detail/product.hpp>
+#include <masquant/layer/detail/token_pass.hpp>
+#include <masquant/layer/linear_params.hpp>
+#include <masquant/layer/linear_workspace.hpp>
+#include <masquant/modality/modality.hpp>
+#include <masquant/parallel.hpp>
+#include <masquant/quant/reference.hpp>
+#include <masquant/tensor/eigen.hpp>
+#include <masquant/tensor/view.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+#include <xsimd/xsimd.hpp>
+
+namespace masquant {
+
+/// How the low-rank factors L and R are held (chosen at construction).
+enum class lowrank_storage : std::uint8_t {
+  bfloat16,  ///< rounded once to bf16 (nearest even), as the reference implementation stores them
+  float32,   ///< kept exactly as given
+};
+
+/// How the low-rank products are computed (chosen per call).
+enum class lowrank_compute : std::uint8_t {
+  /// bf16 dot products (vdpbf16ps, float accumulation) when the factors are stored as bf16 and
+  /// this build has AVX512_BF16 (lowrank_bf16_dot_compiled); x ⊘ s and x̃·L are then rounded to
+  /// bf16 as the reference does. Otherwise float32.
+  automatic,
+  /// Float32 activations and accumulation (exact products of the stored factors).
+  float32,
+};
+
+/// Whether this build contains the vdpbf16ps kernel (compiled when the target has AVX512_BF16).
+inline constexpr bool lowrank_bf16_dot_compiled = MASQUANT_LAYER_HAVE_BF16_DOT != 0;
+
+/// Construction options of quantized_linear.
+struct linear_options {
+  lowrank_storage storage = lowrank_storage::bfloat16;
+};
+
+/// Options of quantized_linear::forward.
+struct forward_options {
+  /// Runs the tasks of every stage; empty: serial on the calling thread. Results are bitwise
+  /// identical for any thread count. Exceptions thrown by tasks must reach the caller (as
+  /// thread_pool does).
+  parallel_for_fn parallel;
+  /// Scratch memory; null: a thread_local workspace of the calling thread.
+  linear_workspace* workspace = nullptr;
+  lowrank_compute lowrank = lowrank_compute::automatic;
+  /// INT8 GEMM kernel family (see int8_gemm); forcing an unavailable one is an error.
+  gemm_isa isa = gemm_isa::automatic;
+};
+
+/// The deployable MASQuant linear: y_n = Q_a(x_n ⊘ s_m)·Ŵᵀ + b + [m ≠ 0]·(x_n ⊘ s_m)·L_m·R_m for
+/// token n of modality m (quantized_linear_params gives the details).
+///
+/// Construction validates the parameters and packs the weight once (INT4 when weight_bits <= 4,
+/// INT8 otherwise; for activation_bits >= 16 an exact bf16 copy of the levels for the float
+/// product) and the factors L, R (see lowrank_storage). The object is immutable afterwards:
+/// forward and reference_forward are const and may run concurrently from any number of
+/// threads, each with its own workspace.
+///
+/// Example (prefill of a sequence with an image span, then decode):
+/// \code
+///   masquant::quantized_linear layer(std::move(params));      // from calibrate, or a file
+///   std::vector<masquant::modality_id> ids = masquant::ids_from_spans({{5, 261, 1}}, tokens);
+///   masquant::forward_options opt;
+///   opt.parallel = pool.as_function();
+///   layer.forward(x, ids, y, opt);          // x [tokens, d_in], y [tokens, d_out]
+///   layer.forward(x_next, y_next, opt);     // decode: reference path only
+/// \endcode
+class quantized_linear {
+ public:
+  /// Validates `params` (quantized_linear_params::validate) and prepares the kernels' operands.
+  explicit quantized_linear(quantized_linear_params params, const linear_options& options = {});
+
+  /// The parameters as given (for inspection and saving).
+  const quantized_linear_params& params() const noexcept { return p_; }
+  const linear_options& options() const noexcept { return options_; }
+  index_t d_in() const noexcept { return p_.d_in; }
+  index_t d_out() const noexcept { return p_.d_out; }
+  index_t modalities() const noexcept { return p_.modalities(); }
+  /// Whether modality m has a low-rank correction, and its rank (0 when none).
+  bool has_lowrank(index_t m) const noexcept { return rank(m) > 0; }
+  index_t rank(index_t m) const noexcept {
+    return m >= 0 && m < static_cast<index_t>(lowrank_.size())
+               ? lowrank_[static_cast<std::size_t>(m)].rank
+               : 0;
+  }
+  /// The packed INT8/INT4 weight (empty for activation_bits >= 16).
+  const packed_weights& packed() const noexcept { return packed_; }
+  /// Bytes of the packed low-rank factors of all modalities (the memory CMC adds).
+  std::size_t lowrank_bytes() const noexcept;
+  /// Whether forward with these options computes the low-rank branch with bf16 dot products.
+  bool lowrank_uses_bf16(const forward_options& opt = {}) const noexcept {
+    return lowrank_bf16_dot_compiled && options_.storage == lowrank_storage::bfloat16 &&
+           opt.lowrank == lowrank_compute::automatic;
+  }
+
+  /// Prefill: y [M, d_out] from x [M, d_in] and the modality of every token, ids [M] (or empty:
+  /// every token is of the reference modality). Tokens of the reference modality, and of
+  /// modalities without factors, take no low-rank work.
+  ///
+  /// Throws errc::shape_mismatch naming the operands whose extents disagree, errc::out_of_range
+  /// naming the first token whose id is not a modality of this layer (a modality absent from
+  /// calibration), errc::non_finite naming the row with a NaN/Inf x / s, errc::not_supported for
+  /// an unavailable opt.isa. Checks happen before y is written. Allocates only when a workspace
+  /// must grow (the first calls).
+  void forward(matrix_view<const float> x, vector_view<const modality_id> ids, matrix_view<float> y,
+               const forward_options& opt = {}) const;
+
+  /// Decode (and any call without modality information): every token takes the reference
+  /// path — the same result as all ids 0, with no low-rank work at all.
+  void forward(matrix_view<const float> x, matrix_view<float> y,
+               const forward_options& opt = {}) const {
+    forward(x, vector_view<const modality_id>(), y, opt);
+  }
+
+  /// The same math in float64, for validation: activations fake-quantized by
+  /// masquant::reference (float semantics: x / s and Δ in float) and then exact in double;
+  /// Ŵ = qweight·wscale, L and R as stored (bf16-rounded under lowrank_storage::bfloat16), all
+  /// products and sums in double. Errors as forward (non-finite rows are reported by the quant
+  /// reference, naming the row).
+  void reference_forward(matrix_view<const float> x, vector_view<const modality_id> ids,
+                         matrix_view<double> y) const;
+
+ private:
+  using arch = xsimd::default_arch;
+
+  struct lowrank_pack {
+    index_t rank = 0;
+    detail::layer::panels<std::uint16_t> l16, r16;
+    detail::layer::panels<float> l32, r32;
+  };
+
+  static constexpr index_t token_block = 32;  // tokens per task of the token pass
+  static constexpr index_t row_block = 48;    // rows per task of the float products
+  static constexpr index_t panel_block = 32;  // panels (512 columns) per task of t·R and A16
+
+  static linear_workspace& thread_workspace() {
+    thread_local linear_workspace ws;
+    return ws;
+  }
+
+  static void run(const parallel_for_fn& parallel, index_t count,
+                  const std::function<void(index_t)>& task) {
+    if (parallel && count > 1) {
+      parallel(count, task);
+    } else {
+      for (index_t i = 0; i < count; ++i) task(i);
+    }
+  }
+
+  void check_call(const char* op, matrix_view<const float> x, vector_view<const modality_id> ids,
+                  index_t y_rows, index_t y_cols) const;
+  void route(vector_view<const modality_id> ids, linear_workspace& ws) const;
+  void lowrank_branch(linear_workspace& ws, matrix_view<float> y, bool dot,
+                      const parallel_for_fn& parallel) const;
+  void a16_product(linear_workspace& ws, matrix_view<float> y,
+                   const parallel_for_fn& parallel) const;
+
+  quantized_linear_params p_;
+  linear_options options_;
+  packed_weights packed_;
+  detail::layer::panels<std::uint16_t> a16_weight_;  // levels [d_in, d_out], exact in bf16
+  std::vector<float> a16_scale_, a16_bias_;          // padded to whole panels
+  std::vector<lowrank_pack> lowrank_;                // [modalities]
+};
+
+// --- implementation -------------------------------------------------------------------------
+
+inline quantized_linear::quantized_linear(quantized_linear_params params,
+                                          const linear_options& options)
+    : p_(std::move(params)), options_(options) {
+  using namespace detail::layer;
+  p_.validate();
+  const index_t k = p_.d_in, n = p_.d_out;
+  if (p_.activation_bits < 16) {
+    packed_ =
+        packed_weights::pack(matrix_view<const std::int8_t>(p_.qweight.data(), n, k),
+                             vector_view<const float>(p_.wscale), p_.weight_bits <= 4 ? 4 : 8);
+  } else {
+    // |level| <= 127 has at most 7 significant bits: exact in bf16; wscale goes to the epilogue.
+    a16_weight_ = pack_bf16(k, n, [&](index_t i, index_t c) {
+      return static_cast<float>(p_.qweight[static_cast<std::size_t>(c * k + i)]);
+    });
+    a16_scale_.assign(static_cast<std::size_t>(round_up(n, panel_cols)), 0.0f);
+    std::copy(p_.wscale.begin(), p_.wscale.end(), a16_scale_.begin());
+    if (!p_.bias.empty()) {
+      a16_bias_.assign(a16_scale_.size(), 0.0f);
+      std::copy(p_.bias.begin(), p_.bias.end(), a16_bias_.begin());
+    }
+  }
+  lowrank_.resize(static_cast<std::size_t>(p_.modalities()));
+  for (index_t m = 1; m < p_.modalities(); ++m) {
+    if (!p_.has_lowrank(m)) continue;
+    const auto& f = p_.lowrank[static_cast<std::size_t>(m)];
+    auto& pk = lowrank_[static_cast<std::size_t>(m)];
+    pk.rank = f.rank();
+    const auto l = [&f](index_t i, index_t c) { return f.L(i, c); };
+    const auto r = [&f](index_t i, index_t c) { return f.R(i, c); };
+    if (options_.storage == lowrank_storage::bfloat16) {
+      pk.l16 = pack_bf16(k, pk.rank, l);
+      pk.r16 = pack_bf16(pk.rank, n, r);
+    } else {
+      pk.l32 = pack_f32(k, pk.rank, l);
+      pk.r32 = pack_f32(pk.rank, n, r);
+    }
+  }
+}
+
+inline std::size_t quantized_linear::lowrank_bytes() const noexcept {
+  std::size_t bytes = 0;
+  for (const auto& f : lowrank_) {
+    bytes +=
+        (f.l16.data.size() + f.r16.data.size()) * 2 + (f.l32.data.size() + f.r32.data.size()) * 4;
+  }
+  return bytes;
+}
+
+inline void quantized_linear::check_call(const char* op, matrix_view<const float> x,
+                                         vector_view<const modality_id> ids, index_t y_rows,
+                                         index_t y_cols) const {
+  MASQUANT_CHECK(x.cols() == p_.d_in, errc::shape_mismatch, op, ": x is ", x.rows(), "x", x.cols(),
+                 " but the layer has d_in = ", p_.d_in);
+  MASQUANT_CHECK(y_rows == x.rows() && y_cols == p_.d_out, errc::shape_mismatch, op, ": y is ",
+                 y_rows, "x", y_cols, ", expected ", x.rows(), "x", p_.d_out,
+                 " (tokens of x by d_out)");
+  MASQUANT_CHECK(ids.empty() || ids.size() == x.rows(), errc::shape_mismatch, op, ": ids has ",
+                 ids.size(), " entries for ", x.rows(), " tokens of x");
+  const index_t mods = p_.modalities();
+  for (index_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < mods) continue;
+    std::string known;
+    for (index_t m = 0; m < mods; ++m) known += (m ? ", " : "") + p_.modality_name(m);
+    raise(errc::out_of_range,
+          detail::cat(op, ": token ", i, " has modality id ", int{ids[i]},
+                      " but the layer was calibrated for ", mods, " modalities (", known, ")"));
+  }
+}
+
+inline void quantized_linear::route(vector_view<const modality_id> ids,
+                                    linear_workspace& ws) const {
+  const auto mods = static_cast<std::size_t>(p_.modalities());
+  ws.count_.assign(mods, 0);
+  ws.lowrank_rows_ = 0;
+  if (ids.empty()) return;
+  for (index_t i = 0; i < ids.size(); ++i) {
+    if (lowrank_[ids[i]].rank > 0) ++ws.count_[ids[i]];
+  }
+  for (std::size_t m = 0; m < mods; ++m) ws.lowrank_rows_ += ws.count_[m];
+  if (ws.lowrank_rows_ == 0) return;
+  ws.first_.assign(mods, 0);
+  for (std::size_t m = 1; m < mods; ++m) ws.first_[m] = ws.first_[m - 1] + ws.count_[m - 1];
+  ws.pos_.resize(static_cast<std::size_t>(ids.size()));
+  ws.rows_.resize(static_cast<std::size_t>(ws.lowrank_rows_));
+  std::vector<index_t>& fill = ws.fill_;
+  fill.assign(mods, 0);
+  for (index_t i = 0; i < ids.size(); ++i) {
+    const modality_id m = ids[i];
+    if (lowrank_[m].rank == 0) {
+      ws.pos_[static_cast<std::size_t>(i)] = -1;
+      continue;
+    }
+    const index_t g = fill[m]++;
+    ws.pos_[static_cast<std::size_t>(i)] = g;
+    ws.rows_[static_cast<std::size_t>(ws.first_[m] + g)] = i;
+  }
+}
+
+inline void quantized_linear::forward(matrix_view<const float> x,
+                                      vector_view<const modality_id> ids, matrix_view<float> y,
+                                      const forward_options& opt) const {
+  using namespace detail::layer;
+  check_call("quantized_linear::forward", x, ids, y.rows(), y.cols());
+  linear_workspace& ws = opt.workspace != nullptr ? *opt.workspace : thread_workspace();
+  ws.has_activations_ = false;
+  route(ids, ws);
+  const index_t m_rows = x.rows(), k = p_.d_in;
+  if (m_rows == 0) return;
+  const bool a16 = p_.activation_bits >= 16;
+  const bool dot = lowrank_uses_bf16(opt);
+
+  token_pass_args ta;
+  ta.x = x;
+  ta.ids = ids.empty() ? nullptr : ids.data();
+  ta.smooth = &p_.smooth;
+  if (a16) {
+    ta.bits = 0;
+    ta.ldxs = round_up(k, panel_cols);
+    ws.xs_.reserve(static_cast<std::size_t>(m_rows * ta.ldxs));
+    ta.xs = ws.xs_.data();
+  } else {
+    ta.bits = p_.activation_bits;
+    ws.qa_.resize(m_rows, k);
+    ta.q = ws.qa_.values().data();
+    ta.scale = ws.qa_.scales().data();
+    ta.sum = ws.qa_.row_sums().data();
+  }
+  if (ws.lowrank_rows_ > 0) {
+    // Gathered smoothed rows of every modality with factors, one block per modality.
+    const auto mods = static_cast<std::size_t>(p_.modalities());
+    ws.gf_ptr_.assign(mods, nullptr);
+    ws.gb_ptr_.assign(mods, nullptr);
+    ta.pos = ws.pos_.data();
+    if (dot) {
+      ta.ldb = round_up(k, 32);
+      ws.gathered_b_.reserve(static_cast<std::size_t>(ws.lowrank_rows_ * ta.ldb));
+      for (std::size_t m = 0; m < mods; ++m)
+        ws.gb_ptr_[m] = ws.gathered_b_.data() + ws.first_[m] * ta.ldb;
+      ta.gathered_b = ws.gb_ptr_.data();
+    } else {
+      ta.ldf = round_up(k, panel_cols);
+      ws.gathered_f_.reserve(static_cast<std::size_t>(ws.lowrank_rows_ * ta.ldf));
+      for (std::size_t m = 0; m < mods; ++m)
+        ws.gf_ptr_[m] = ws.gathered_f_.data() + ws.first_[m] * ta.ldf;
+      ta.gathered_f = ws.gf_ptr_.data();
+    }
+  }
+
+  run(opt.parallel, (m_rows + token_block - 1) / token_block, [&](index_t t) {
+    token_pass<arch>(ta, t * token_block, std::min(m_rows, (t + 1) * token_block));
+  });
+
+  if (a16) {
+    a16_product(ws, y, opt.parallel);
+  } else {
+    gemm_options g;
+    g.bias = vector_view<const float>(p_.bias);
+    g.parallel = opt.parallel;
+    g.isa = opt.isa;
+    int8_gemm(ws.qa_.view(), packed_, y, g);
+    ws.has_activations_ = true;
+  }
+  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, opt.parallel);
+}
+
+inline void quantized_linear::a16_product(linear_workspace& ws, matrix_view<float> y,
+                                          const parallel_for_fn& parallel) const {
+  using namespace detail::layer;
+  product_args<float> pa;
+  pa.a = ws.xs_.data();
+  pa.lda = round_up(p_.d_in, panel_cols);
+  pa.c = y.data();
+  pa.ldc = y.stride();
+  pa.n = p_.d_out;
+  pa.col_scale = a16_scale_.data();
+  pa.bias = a16_bias_.empty() ? nullptr : a16_bias_.data();
+  const index_t rows = y.rows(), panels = a16_weight_.count;
+  const index_t row_tasks = (rows + row_block - 1) / row_block;
+  const index_t col_tasks = (panels + panel_block - 1) / panel_block;
+  run(parallel, row_tasks * col_tasks, [&](index_t t) {
+    const index_t r0 = (t / col_tasks) * row_block, p0 = (t % col_tasks) * panel_block;
+    product<arch>(pa, a16_weight_, r0, std::min(rows, r0 + row_block), p0,
+                  std::min(panels, p0 + panel_block));
+  });
+}
+
+inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<float> y, bool dot,
+                                             const parallel_for_fn& parallel) const {
+  using namespace detail::layer;
+  const auto mods = static_cast<std::size_t>(p_.modalities());
+  const bool f32 = options_.storage == lowrank_storage::float32;
+  const index_t k = p_.d_in;
+  // x̃·L into t (float, rows padded to whole panels), per modality block.
+  ws.t_off_.assign(mods, 0);
+  ws.tb_off_.assign(mods, 0);
+  index_t t_size = 0, tb_size = 0;
+  for (std::size_t m = 0; m < mods; ++m) {
+    ws.t_off_[m] = t_size;
+    ws.tb_off_[m] = tb_size;
+    t_size += ws.count_[m] * round_up(lowrank_[m].rank, panel_cols);
+    tb_size += ws.count_[m] * round_up(lowrank_[m].rank, 32);
+  }
+  ws.t_.reserve(static_cast<std::size_t>(t_size));
+  if (dot) ws.tb_.reserve(static_cast<std::size_t>(tb_size));
+
+  ws.tasks_.clear();
+  for (std::size_t m = 0; m < mods; ++m) {
+    for (index_t r0 = 0; r0 < ws.count_[m]; r0 += row_block) {
+      ws.tasks_.push_back(
+          {static_cast<index_t>(m), r0, std::min(ws.count_[m], r0 + row_block), 0, 0});
+    }
+  }
+  run(parallel, static_cast<index_t>(ws.tasks_.size()), [&](index_t i) {
+    const auto& tk = ws.tasks_[static_cast<std::size_t>(i)];
+    const lowrank_pack& f = lowrank_[static_cast<std::size_t>(tk.m)];
+    const index_t ldt = round_up(f.rank, panel_cols);
+    float* t = ws.t_.data() + ws.t_off_[static_cast<std::size_t>(tk.m)];
+    if (dot) {
+#if MASQUANT_LAYER_HAVE_BF16_DOT
+      product_args<std::uint16_t> pa;
+      pa.a = ws.gb_ptr_[static_cast<std::size_t>(tk.m)];
+      pa.lda = round_up(k, 32);
+      pa.c = t;
+      pa.ldc = ldt;
+      pa.n = ldt;
+      product<arch>(pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
+      std::uint16_t* tb = ws.tb_.data() + ws.tb_off_[static_cast<std::size_t>(tk.m)];
+      const index_t ldtb = round_up(f.rank, 32);
+      for (index_t r = tk.r0; r < tk.r1; ++r) to_bf16_row(t + r * ldt, ldt, tb + r * ldtb);
+#endif
+    } else {
+      product_args<float> pa;
+      pa.a = ws.gf_ptr_[static_cast<std::size_t>(tk.m)];
+      pa.lda = round_up(k, panel_cols);
+      pa.c = t;
+      pa.ldc = ldt;
+      pa.n = ldt;
+      if (f32) {
+        product<arch>(pa, f.l32, tk.r0, tk.r1, 0, f.l32.count);
+      } else {
+        product<arch>(pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
+      }
+    }
+  });
+
+  // y rows of the modality += t·R, by row blocks and column blocks.
+  const index_t panels = (p_.d_out + panel_cols - 1) / panel_cols;
+  ws.tasks_.clear();
+  for (std::size_t m = 0; m < mods; ++m) {
+    for (index_t r0 = 0; r0 < ws.count_[m]; r0 += row_block) {
+      for (index_t p0 = 0; p0 < panels; p0 += panel_block) {
+        ws.tasks_.push_back({static_cast<index_t>(m), r0, std::min(ws.count_[m], r0 + row_block),
+                             p0, std::min(panels, p0 + panel_block)});
+      }
+    }
+  }
+  run(parallel, static_cast<index_t>(ws.tasks_.size()), [&](index_t i) {
+    const auto& tk = ws.tasks_[static_cast<std::size_t>(i)];
+    const auto m = static_cast<std::size_t>(tk.m);
+    const lowrank_pack& f = lowrank_[m];
+    const index_t* rows = ws.rows_.data() + ws.first_[m];
+    if (dot) {
+#if MASQUANT_LAYER_HAVE_BF16_DOT
+      product_args<std::uint16_t> pa;
+      pa.a = ws.tb_.data() + ws.tb_off_[m];
+      pa.lda = round_up(f.rank, 32);
+      pa.c = y.data();
+      pa.c_rows = rows;
+      pa.ldc = y.stride();
+      pa.n = p_.d_out;
+      pa.accumulate = true;
+      product<arch>(pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1);
+#endif
+    } else {
+      product_args<float> pa;
+      pa.a = ws.t_.data() + ws.t_off_[m];
+      pa.lda = round_up(f.rank, panel_cols);
+      pa.c = y.data();
+      pa.c_rows = rows;
+      pa.ldc = y.stride();
+      pa.n = p_.d_out;
+      pa.accumulate = true;
+      if (f32) {
+        product<arch>(pa, f.r32, tk.r0, tk.r1, tk.p0, tk.p1);
+      } else {
+        product<arch>(pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1);
+      }
+    }
+  });
+}
+
+inline void quantized_linear::reference_forward(matrix_view<const float> x,
+                                                vector_view<const modality_id> ids,
+                                                matrix_view<double> y) const {
+  constexpr const char* op = "quantized_linear::reference_forward";
+  check_call(op, x, ids, y.rows(), y.cols());
+  const index_t m_rows = x.rows(), k = p_.d_in, n = p_.d_out;
+  if (m_rows == 0) return;
+  const auto id_of = [&](index_t i) -> index_t { return ids.empty() ? 0 : ids[i]; };
+
+  // Activations: fake-quantized x ⊘ s (A16: x ⊘ s), and the smoothed rows x ⊘ s themselves.
+  row_matrix<double> a(m_rows, k), xs(m_rows, k);
+  std::vector<float> quot(static_cast<std::size_t>(k));
+  std::vector<std::int8_t> q(static_cast<std::size_t>(k));
+  for (index_t i = 0; i < m_rows; ++i) {
+    const float* xr = x.row_data(i);
+    const float* s = p_.smooth[static_cast<std::size_t>(id_of(i))].data();
+    for (index_t j = 0; j < k; ++j) quot[static_cast<std::size_t>(j)] = xr[j] / s[j];
+    if (p_.activation_bits >= 16) {
+      for (index_t j = 0; j < k; ++j) {
+        if (!std::isfinite(quot[static_cast<std::size_t>(j)]))
+          detail::raise_non_finite_row(op, xr, s, k, i);
+      }
+      for (index_t j = 0; j < k; ++j) a(i, j) = quot[static_cast<std::size_t>(j)];
+    } else {
+      const float delta =
+          reference::quantize_row_symmetric_smoothed(xr, s, k, p_.activation_bits, q.data(), i);
+      for (index_t j = 0; j < k; ++j)
+        a(i, j) = static_cast<double>(q[static_cast<std::size_t>(j)]) * static_cast<double>(delta);
+    }
+    for (index_t j = 0; j < k; ++j) xs(i, j) = quot[static_cast<std::size_t>(j)];
+  }
+
+  // Main product in column blocks of Ŵ (bounded memory for large layers).
+  row_matrix<double> out(m_rows, n);
+  constexpr index_t block = 256;
+  for (index_t n0 = 0; n0 < n; n0 += block) {
+    const index_t nc = std::min(block, n - n0);
+    row_matrix<double> w(nc, k);
+    for (index_t r = 0; r < nc; ++r) {
+      const double scale = p_.wscale[static_cast<std::size_t>(n0 + r)];
+      for (index_t j = 0; j < k; ++j)
+        w(r, j) =
+            static_cast<double>(p_.qweight[static_cast<std::size_t>((n0 + r) * k + j)]) * scale;
+    }
+    out.middleCols(n0, nc).noalias() = a * w.transpose();
+  }
+  if (!p_.bias.empty()) {
+    for (index_t i = 0; i < m_rows; ++i)
+      for (index_t c = 0; c < n; ++c) out(i, c) += p_.bias[static_cast<std::size_t>(c)];
+  }
+
+  // Low-rank corrections, with the factors as stored.
+  for (index_t m = 1; m < p_.modalities(); ++m) {
+    const lowrank_pack& f = lowrank_[static_cast<std::size_t>(m)];
+    if (f.rank == 0) continue;
+    std::vector<index_t> rows;
+    for (index_t i = 0; i < m_rows; ++i)
+      if (id_of(i) == m) rows.push_back(i);
+    if (rows.empty()) continue;
+    row_matrix<double> l(k, f.rank), r(f.rank, n), xm(static_cast<index_t>(rows.size()), k);
+    const bool bf16 = options_.storage == lowrank_storage::bfloat16;
+    for (index_t i = 0; i < k; ++i)
+      for (index_t c = 0; c < f.rank; ++c)
+        l(i, c) = bf16 ? detail::layer::panel_value(f.l16, i, c)
+                       : detail::layer::panel_value(f.l32, i, c);
+    for (index_t i = 0; i < f.rank; ++i)
+      for (index_t c = 0; c < n; ++c)
+        r(i, c) = bf16 ? detail::layer::panel_value(f.r16, i, c)
+                       : detail::layer::panel_value(f.r32, i, c);
+    for (std::size_t g = 0; g < rows.size(); ++g) xm.row(static_cast<index_t>(g)) = xs.row(rows[g]);
+    const row_matrix<double> corr = (xm * l) * r;
+    for (std::size_t g = 0; g < rows.size(); ++g)
+      out.row(rows[g]) += corr.row(static_cast<index_t>(g));
+  }
+  as_eigen(y) = out;
+}
+
+}  // namespace masquant
