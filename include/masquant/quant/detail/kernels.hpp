@@ -165,29 +165,11 @@ struct run_stats {
   bool finite = true;
 };
 
-/// Discards the values absmax_run reads.
-struct no_copy {
-  void put(index_t, float) const noexcept {}
-  template <class Arch>
-  void put(index_t, const xsimd::batch<float, Arch>&) const noexcept {}
-};
-
-/// Keeps the values absmax_run reads in v[j] (the smoothed row x ⊘ s, divided only once).
-struct copy_sink {
-  float* v;
-  void put(index_t j, float x) const noexcept { v[j] = x; }
-  template <class Arch>
-  void put(index_t j, const xsimd::batch<float, Arch>& x) const noexcept {
-    x.store_unaligned(v + j);
-  }
-};
-
 /// Folds the absolute maximum of src[0..n) into st.hi (st.hi starts at 0) and clears
-/// st.finite when a value is not finite; hands every value read to copy.put(j, value).
-/// Non-finite values are detected by summing x - x, which is NaN iff some x is NaN or Inf, so
-/// the check costs two vector ops per load.
-template <class Arch, class Src, class Copy = no_copy>
-inline void absmax_run(const Src& src, index_t n, run_stats& st, const Copy& copy = {}) noexcept {
+/// st.finite when a value is not finite. Non-finite values are detected by summing x - x,
+/// which is NaN iff some x is NaN or Inf, so the check costs two vector ops per load.
+template <class Arch, class Src>
+inline void absmax_run(const Src& src, index_t n, run_stats& st) noexcept {
   float m = std::max(st.hi, 0.0f);
   float chk = 0.0f;
   index_t j = 0;
@@ -200,8 +182,6 @@ inline void absmax_run(const Src& src, index_t n, run_stats& st, const Copy& cop
     for (; j < n2; j += 2 * w) {
       const B a = src.template load<Arch>(j);
       const B b = src.template load<Arch>(j + w);
-      copy.template put<Arch>(j, a);
-      copy.template put<Arch>(j + w, b);
       m0 = xsimd::max(m0, xsimd::abs(a));
       m1 = xsimd::max(m1, xsimd::abs(b));
       c0 += a - a;
@@ -209,7 +189,6 @@ inline void absmax_run(const Src& src, index_t n, run_stats& st, const Copy& cop
     }
     if (n - j >= w) {
       const B a = src.template load<Arch>(j);
-      copy.template put<Arch>(j, a);
       m0 = xsimd::max(m0, xsimd::abs(a));
       c0 += a - a;
       j += w;
@@ -225,7 +204,6 @@ inline void absmax_run(const Src& src, index_t n, run_stats& st, const Copy& cop
   }
   for (; j < n; ++j) {
     const float v = src.at(j);
-    copy.put(j, v);
     m = std::max(m, std::abs(v));
     chk += v - v;
   }
