@@ -1,0 +1,99 @@
+// randomized.hpp: seeded Gaussian sketches and the randomized range finder behind the
+// randomized compensation path.
+#pragma once
+
+#include <Eigen/Core>
+#include <Eigen/Eigenvalues>
+#include <Eigen/QR>
+#include <cmath>
+#include <cstdint>
+#include <masquant/config.hpp>
+
+namespace masquant::detail {
+
+/// splitmix64 (Steele, Lea, Flood 2014): a tiny generator whose output is the same on every
+/// platform, unlike std::normal_distribution's.
+inline std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/// rows x cols matrix of independent N(0, 1) draws (Box–Muller), filled in column-major order;
+/// the same seed gives the same matrix.
+inline Eigen::MatrixXd gaussian_matrix(index_t rows, index_t cols, std::uint64_t seed) {
+  Eigen::MatrixXd m(rows, cols);
+  std::uint64_t state = seed;
+  const auto uniform = [&state] {  // in (0, 1]: never 0, so the logarithm below is finite
+    return static_cast<double>((splitmix64(state) >> 11) + 1) * 0x1.0p-53;
+  };
+  const double two_pi = 6.283185307179586;
+  double* out = m.data();
+  const index_t size = m.size();
+  for (index_t i = 0; i < size; i += 2) {
+    const double radius = std::sqrt(-2.0 * std::log(uniform())), angle = two_pi * uniform();
+    out[i] = radius * std::cos(angle);
+    if (i + 1 < size) out[i + 1] = radius * std::sin(angle);
+  }
+  return m;
+}
+
+/// The top-k right singular subspace of G = T·ΔWᵀ for any T with TᵀT = C + shift·I, found
+/// from C itself: G never exists and T is never factorised.
+struct top_singular {
+  Eigen::VectorXd sigma;  ///< k approximate singular values of G, descending
+  Eigen::MatrixXd v;      ///< d_out x k: the matching right singular vectors (orthonormal)
+  Eigen::MatrixXd p;      ///< d_in x k: ΔWᵀ·v (so that L = p·Σ⁻¹ and T·p = U·Σ)
+};
+
+/// Randomized subspace iteration on A = GᵀG = ΔW (C + shift·I) ΔWᵀ (d_out x d_out): Q spans
+/// A^(q+1)·Ω for a seeded Gaussian Ω (d_out x k), re-orthonormalised by Householder QR after
+/// every application of A, then a Rayleigh–Ritz step on QᵀAQ gives the singular values and
+/// vectors. A null `gram` stands for TᵀT = I (the unwhitened SVD of ΔWᵀ). dw and gram should be
+/// plain or mapped matrices (they are read several times).
+/// Costs (2q + 3)·d_in·d_out·k + (q + 2)·d_in²·k multiply-adds, all in GEMMs, plus q + 1
+/// Householder QRs of d_out x k.
+template <class DWDerived, class GramDerived>
+top_singular randomized_top_singular(const Eigen::MatrixBase<DWDerived>& dw,
+                                     const Eigen::MatrixBase<GramDerived>* gram, double shift,
+                                     index_t k, int power_iterations, std::uint64_t seed) {
+  const index_t d_out = dw.rows(), d_in = dw.cols();
+  MASQUANT_ASSERT(k >= 1 && k <= d_out && k <= d_in);
+  Eigen::MatrixXd q = gaussian_matrix(d_out, k, seed);
+  Eigen::MatrixXd p(d_in, k), s(d_in, k), y(d_out, k);
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(d_out, k);
+  const auto whitened = [&] {  // s = (C + shift·I)·p, the action of TᵀT
+    if (gram == nullptr) {
+      s = p;
+    } else {
+      s.noalias() = *gram * p;
+      if (shift != 0) s += shift * p;
+    }
+  };
+  for (int it = 0; it <= power_iterations; ++it) {
+    p.noalias() = dw.transpose() * q;
+    whitened();
+    y.noalias() = dw * s;
+    qr.compute(y);
+    q.setIdentity(d_out, k);  // thin Q: the reflectors applied to the first k columns of I
+    qr.householderQ().applyThisOnTheLeft(q);
+  }
+  p.noalias() = dw.transpose() * q;
+  whitened();
+  Eigen::MatrixXd h = p.transpose() * s;  // QᵀAQ, k x k
+  h = 0.5 * (h + h.transpose()).eval();
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(h);
+  top_singular out;
+  out.sigma.resize(k);
+  Eigen::MatrixXd z(k, k);
+  for (index_t i = 0; i < k; ++i) {  // the solver sorts ascending; we want descending
+    out.sigma[i] = std::sqrt(std::max(0.0, eig.eigenvalues()[k - 1 - i]));
+    z.col(i) = eig.eigenvectors().col(k - 1 - i);
+  }
+  out.v.noalias() = q * z;
+  out.p.noalias() = p * z;
+  return out;
+}
+
+}  // namespace masquant::detail
