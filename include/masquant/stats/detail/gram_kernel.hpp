@@ -102,21 +102,25 @@ template <class A>
 void gram_pack(const float* const* rows, index_t kb, index_t n, index_t p0, index_t p1,
                double* pack) noexcept {
   constexpr index_t W = gram_tiling<A>::width;
-  for (index_t p = p0; p < p1; ++p) {
-    double* dst = pack + p * kb * W;
-    const index_t c0 = p * W;
-    if (c0 + W <= n) {
-      for (index_t t = 0; t < kb; ++t) {
-        if constexpr (std::is_same_v<A, scalar_arch>) {
-          for (index_t w = 0; w < W; ++w) dst[t * W + w] = static_cast<double>(rows[t][c0 + w]);
-        } else {
-          load_widen<A>(rows[t] + c0).store_aligned(dst + t * W);
+  // Groups of 8 panels: each token's row is read in runs of 8 * W floats (whole cache lines),
+  // the group's panels are written in sequence.
+  constexpr index_t group = 8;
+  for (index_t g0 = p0; g0 < p1; g0 += group) {
+    const index_t g1 = g0 + group < p1 ? g0 + group : p1;
+    for (index_t t = 0; t < kb; ++t) {
+      const float* src = rows[t];
+      for (index_t p = g0; p < g1; ++p) {
+        double* dst = pack + (p * kb + t) * W;
+        const index_t c0 = p * W;
+        if constexpr (!std::is_same_v<A, scalar_arch>) {
+          if (c0 + W <= n) {
+            load_widen<A>(src + c0).store_aligned(dst);
+            continue;
+          }
         }
-      }
-    } else {
-      for (index_t t = 0; t < kb; ++t)
         for (index_t w = 0; w < W; ++w)
-          dst[t * W + w] = c0 + w < n ? static_cast<double>(rows[t][c0 + w]) : 0.0;
+          dst[w] = c0 + w < n ? static_cast<double>(src[c0 + w]) : 0.0;
+      }
     }
   }
 }
