@@ -51,7 +51,7 @@ float quantize_row_symmetric(const float* x, index_t n, int bits, std::int8_t* q
 /// of the materialised row x[j] / s[j]. s: n smoothing factors (a zero or non-finite quotient
 /// is reported as errc::non_finite with x[j] and s[j]). Each quotient is computed in both
 /// passes rather than kept in a buffer: when rows stream from memory, writing and re-reading a
-/// row buffer measured 4x slower than dividing twice (same speed in cache).
+/// row buffer was slower than dividing twice in an ad-hoc test (same speed in cache).
 ///
 /// Example (the per-token pass of a smoothed linear, token i of modality m):
 /// \code
