@@ -305,17 +305,17 @@ BOOST_AUTO_TEST_CASE(keep_best_and_zero_steps) {
 
 BOOST_AUTO_TEST_CASE(deterministic_for_a_seed_and_any_thread_count) {
   auto l =
-      make_layer(40, 600, {600, 200}, {6, 30}, 30.0f, 57);  // several slabs, token and row chunks
+      make_layer(16, 300, {600, 200}, {6, 11}, 30.0f, 57);  // several slabs, token and row chunks
   const auto in = l.inputs();
   const auto init = sq_init(l);
-  auto o = small_options(4, 15, 700);
+  auto o = small_options(4, 6, 700);
   std::vector<mas_progress> seen;
   o.progress = [&](const mas_progress& p) { seen.push_back(p); };
   const auto ref = learn_mas(l.group(), in, init, o);
-  BOOST_TEST(seen.size() == 15u);
+  BOOST_TEST(seen.size() == 6u);
   for (std::size_t t = 0; t < seen.size(); ++t) {
     BOOST_TEST(seen[t].step == static_cast<index_t>(t));
-    BOOST_TEST(seen[t].steps == 15);
+    BOOST_TEST(seen[t].steps == 6);
     BOOST_TEST(seen[t].loss == ref.losses[t]);
   }
   o.progress = nullptr;

@@ -63,9 +63,10 @@ struct mas_result {
   double last_loss = std::numeric_limits<double>::quiet_NaN();   ///< losses.back()
   double best_loss = std::numeric_limits<double>::quiet_NaN();   ///< min(losses)
   double initial_loss = 0;  ///< exact objective (every token) at the initial factors
-  double final_loss =
-      0;  ///< exact objective at the returned factors (<= initial_loss with keep_best)
-  /// Steps applied to the returned factors: 0 = the initial factors, steps = the final ones.
+  /// Exact objective at the returned factors (<= initial_loss with keep_best).
+  double final_loss = 0;
+  /// The step whose starting factors were returned (0: the initial factors), or `steps` for the
+  /// factors after the last step.
   index_t returned_step = 0;
   index_t skipped_steps = 0;  ///< updates skipped for a non-finite loss or gradient
 };
