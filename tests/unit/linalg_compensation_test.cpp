@@ -38,6 +38,7 @@ svd_options path(svd_method method, std::uint64_t seed = 0) {
   svd_options s;
   s.method = method;
   s.seed = seed;
+  s.residual = residual_mode::always;
   return s;
 }
 
@@ -140,7 +141,8 @@ BOOST_AUTO_TEST_CASE(full_rank_compensation_restores_the_float_output) {
   const compensation full = compute_compensation(dw, c, policy(1.0));
   BOOST_TEST(rel_max_diff(x_m * (shared_t + full.L * full.R), want) < 1e-10);
 
-  const compensation off = compute_compensation(dw, c, policy(0.0));
+  const compensation off =
+      compute_compensation(dw, c, policy(0.0), {}, path(svd_method::automatic));
   BOOST_TEST(off.rank == 0);
   BOOST_TEST(off.L.rows() == d_in);
   BOOST_TEST(off.L.cols() == 0);
@@ -221,7 +223,8 @@ BOOST_AUTO_TEST_CASE(randomized_matches_exact_on_a_decaying_spectrum) {
   const known_spectrum k = make_known_spectrum(300, 260, 0.85, 30);
   const index_t r = 20;
   const auto options = white(whitening_method::cholesky, 0.0);
-  const compensation fast = compute_compensation(k.dw, k.c, policy(r), options);
+  const compensation fast =
+      compute_compensation(k.dw, k.c, policy(r), options, path(svd_method::automatic));
   BOOST_TEST(fast.method == svd_method::randomized);  // 4·(20 + 10) <= 260
   BOOST_TEST(fast.rank == r);
   BOOST_TEST(fast.singular_values.size() == r + 10);
@@ -236,7 +239,8 @@ BOOST_AUTO_TEST_CASE(randomized_matches_exact_on_a_decaying_spectrum) {
   BOOST_TEST(*fast.relative_residual <= *exact.relative_residual * (1 + 1e-6));
 
   // Same seed: bit-identical; another seed: different rounding, same accuracy.
-  const compensation again = compute_compensation(k.dw, k.c, policy(r), options);
+  const compensation again =
+      compute_compensation(k.dw, k.c, policy(r), options, path(svd_method::automatic));
   BOOST_TEST((again.L == fast.L));
   BOOST_TEST((again.R == fast.R));
   BOOST_TEST((again.singular_values == fast.singular_values));
@@ -275,11 +279,29 @@ BOOST_AUTO_TEST_CASE(rank_rules_shape_the_factors) {
   const compensation off = compute_compensation(dw, c, policy(0.0, 32));
   BOOST_TEST(off.rank == 0);
   BOOST_TEST(off.method == svd_method::automatic);
-  // Without residual, nothing is reported.
-  svd_options quiet;
-  quiet.residual = false;
-  BOOST_TEST(!compute_compensation(dw, c, defaults, {}, quiet).relative_residual.has_value());
-  BOOST_TEST(!compute_compensation(dw, c, policy(0.0), {}, quiet).relative_residual.has_value());
+  BOOST_TEST(!off.relative_residual.has_value());  // automatic: not for rank 0
+}
+
+BOOST_AUTO_TEST_CASE(residual_is_reported_as_asked) {
+  const Eigen::MatrixXd x = anisotropic_tokens(300, 200, 0.97, 52);
+  const Eigen::MatrixXd c = x.transpose() * x;
+  const Eigen::MatrixXd dw = gaussian(200, 200, 53);
+  // automatic: on the exact path only.
+  const compensation exact = compute_compensation(dw, c, policy(0.5));
+  BOOST_TEST(exact.method == svd_method::exact);
+  BOOST_TEST(exact.relative_residual.has_value());
+  const compensation fast = compute_compensation(dw, c, policy(20));
+  BOOST_TEST(fast.method == svd_method::randomized);
+  BOOST_TEST(!fast.relative_residual.has_value());
+  // always: also there, and it is the token-level value.
+  const compensation told =
+      compute_compensation(dw, c, policy(20), {}, path(svd_method::automatic));
+  BOOST_TEST(told.method == svd_method::randomized);
+  const double want = token_residual(x, dw, told) / (x * dw.transpose()).norm();
+  BOOST_TEST(std::abs(*told.relative_residual - want) < 1e-9);
+  svd_options never;
+  never.residual = residual_mode::never;
+  BOOST_TEST(!compute_compensation(dw, c, policy(0.5), {}, never).relative_residual.has_value());
 }
 
 BOOST_AUTO_TEST_CASE(energy_rule_on_both_paths) {
@@ -332,7 +354,8 @@ BOOST_AUTO_TEST_CASE(zero_gram_gives_the_unwhitened_factors) {
     BOOST_TEST(rel_max_diff(cmc.L * cmc.R, truncated) < 1e-10, to_string(method));
     BOOST_TEST(*cmc.relative_residual == 0.0);
   }
-  BOOST_TEST(*compute_compensation(dw, c, policy(0.0)).relative_residual == 0.0);
+  BOOST_TEST(*compute_compensation(dw, c, policy(0.0), {}, path(svd_method::automatic))
+                  .relative_residual == 0.0);
 }
 
 BOOST_AUTO_TEST_CASE(zero_difference_gives_zero_factors) {

@@ -44,6 +44,15 @@ inline std::ostream& operator<<(std::ostream& out, svd_method method) {
   return out << to_string(method);
 }
 
+/// When compute_compensation() reports compensation::relative_residual.
+enum class residual_mode {
+  automatic,  ///< on the exact path, where it is cheap next to the SVD; not on the randomized
+              ///< path nor for rank 0
+  always,     ///< also on the randomized path, for d_out·d_in²/2 + d_in²·r more multiply-adds
+              ///< (about +70% time when d_in = d_out), and for rank 0 (d_out·d_in²/2)
+  never,
+};
+
 /// Options of the decomposition in compute_compensation().
 struct svd_options {
   svd_method method = svd_method::automatic;
@@ -53,10 +62,8 @@ struct svd_options {
   int power_iterations = 2;
   /// Seed of the Gaussian test matrix Ω: the same seed, inputs and build give the same result.
   std::uint64_t seed = 0;
-  /// Compute compensation::relative_residual. Nearly free on the exact path; on the randomized
-  /// path it costs d_out·d_in²/2 + d_in²·r extra multiply-adds (about 80% of the decomposition
-  /// when d_in = d_out), so large-scale calibration may turn it off.
-  bool residual = true;
+  /// When to compute compensation::relative_residual.
+  residual_mode residual = residual_mode::automatic;
 };
 
 /// The compensation of one modality for one linear: y += (x ⊘ s_m)·L·R on that modality's
@@ -73,8 +80,8 @@ struct compensation {
   double effective_rank = 0;
   /// ‖X̃(ΔWᵀ − LR)‖_F / ‖X̃ΔWᵀ‖_F in the metric of the given (undamped) Gram, from
   /// ‖X̃M‖_F² = tr(MᵀC̃M); 0 when ‖X̃ΔWᵀ‖_F = 0; 1 (or 0) for rank 0. Computed as a difference
-  /// of two traces, so values below about 1e-7 are rounding noise. Empty when
-  /// svd_options::residual is false.
+  /// of two traces, so values below about 1e-7 are rounding noise. Set as svd_options::residual
+  /// says (by default on the exact path only).
   std::optional<double> relative_residual;
   /// The path taken: exact or randomized (automatic when rank 0 skipped the decomposition).
   svd_method method = svd_method::automatic;
@@ -170,7 +177,8 @@ compensation compute_compensation(const Eigen::MatrixBase<DeltaW>& delta_w_in,
   if (cap == 0) {
     out.L.resize(d_in, 0);
     out.R.resize(0, d_out);
-    if (svd.residual) out.relative_residual = output_energy() > 0 ? 1.0 : 0.0;
+    if (svd.residual == residual_mode::always)
+      out.relative_residual = output_energy() > 0 ? 1.0 : 0.0;
     return out;
   }
 
@@ -213,7 +221,8 @@ compensation compute_compensation(const Eigen::MatrixBase<DeltaW>& delta_w_in,
     v.col(i).setZero();
   }
   out.effective_rank = effective_rank(out.singular_values);
-  if (svd.residual) {
+  if (svd.residual == residual_mode::always ||
+      (svd.residual == residual_mode::automatic && !randomized)) {
     // ‖X̃M‖² for M = ΔWᵀ(I − V_rV_rᵀ) is tr(ΔW C̃ ΔWᵀ) − tr(PᵀC̃P) with P = ΔWᵀV_r, as
     // (I − V_rV_rᵀ) is an orthogonal projector (zeroed pairs drop out of both L·R and P).
     const double total = output_energy();
