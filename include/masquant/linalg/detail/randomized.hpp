@@ -13,7 +13,7 @@ namespace masquant::detail {
 
 /// splitmix64 (Steele, Lea, Flood 2014): a tiny generator whose output is the same on every
 /// platform, unlike std::normal_distribution's.
-inline std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+inline std::uint64_t splitmix64_next(std::uint64_t& state) noexcept {
   std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -26,7 +26,7 @@ inline Eigen::MatrixXd gaussian_matrix(index_t rows, index_t cols, std::uint64_t
   Eigen::MatrixXd m(rows, cols);
   std::uint64_t state = seed;
   const auto uniform = [&state] {  // in (0, 1]: never 0, so the logarithm below is finite
-    return static_cast<double>((splitmix64(state) >> 11) + 1) * 0x1.0p-53;
+    return static_cast<double>((splitmix64_next(state) >> 11) + 1) * 0x1.0p-53;
   };
   const double two_pi = 6.283185307179586;
   double* out = m.data();
