@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <masquant/stats/serialize.hpp>
@@ -43,6 +44,14 @@ std::string temp_path(const std::string& name) {
 
 bool exists(const std::string& path) {
   return std::ifstream(path).good();
+}
+
+// Files in the working directory whose name starts with `prefix` (leftover temporaries).
+int count_files_starting_with(const std::string& prefix) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("."))
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) ++n;
+  return n;
 }
 
 }  // namespace
@@ -231,6 +240,7 @@ BOOST_AUTO_TEST_CASE(save_and_load_files_atomically) {
   modality_stats m(4, 2);
   save(m, path);
   BOOST_TEST(to_bytes(load_modality_stats(path)) == to_bytes(m));
+  BOOST_TEST(count_files_starting_with(path) == 1);  // no temporary left beside it
   expect_error([&] { load_channel_stats(path + ".missing"); }, errc::io_error, "cannot open");
   // A corrupt file names the path and the offset.
   { std::ofstream(path, std::ios::binary | std::ios::trunc) << "MQSTATS"; }
