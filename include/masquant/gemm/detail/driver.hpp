@@ -1,0 +1,165 @@
+// driver.hpp: blocking, tasks and kernel selection of the INT8 GEMM.
+//
+// Work is split into tasks of up to 264 rows x 256 columns (4 column blocks), each over the whole
+// K, so every output element is computed by one task in one fixed order: results do not depend on
+// how many threads run the tasks. Tasks are numbered column-range first, so consecutive tasks
+// share their rows of activations.
+//
+// Inside a task, per column tile, the micro-kernel sweeps the row tiles of the task over all of
+// K: the weight panel of the tile (64 x K bytes, streamed from memory once per task) stays in L2
+// and every row tile after the first reads it from there. Only when that panel would outgrow L2
+// (K > 12288) is K cut into blocks; the int32 partial sums of the task's rows then wait in a
+// small workspace on the stack (no allocation per call).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <masquant/config.hpp>
+#include <masquant/gemm/detail/kernel_avx2.hpp>
+#include <masquant/gemm/detail/kernel_avx512_vnni.hpp>
+#include <masquant/gemm/detail/kernel_portable.hpp>
+#include <masquant/gemm/detail/kernel_ymm_vnni.hpp>
+#include <masquant/gemm/detail/layout.hpp>
+#include <masquant/gemm/detail/tile.hpp>
+#include <masquant/gemm/isa.hpp>
+#include <masquant/parallel.hpp>
+
+namespace masquant::detail::gemm {
+
+/// The whole problem, validated: C[m, n] from A[m, k] (int8) and packed B.
+struct problem {
+  const std::int8_t* a = nullptr;
+  index_t lda = 0;
+  const float* a_scale = nullptr;          // [m], null for int32 output
+  const std::int32_t* row_sums = nullptr;  // [m], or null: computed per task
+  index_t m = 0, n = 0, k = 0;
+  const std::uint8_t* b = nullptr;
+  index_t block_bytes = 0;
+  index_t blocks = 0;
+  int zero_point = 0;
+  bool int4 = false;
+  const float* b_scale = nullptr;  // padded to whole blocks
+  const float* bias = nullptr;
+  bool accumulate = false;
+  float* c = nullptr;
+  std::int32_t* c_int = nullptr;
+  index_t ldc = 0;
+};
+
+inline constexpr index_t task_rows_max = 264;       // rows per task (a multiple of 6, 4 and 3)
+inline constexpr index_t task_rows_max_split = 96;  // ... when K is split (workspace rows)
+inline constexpr index_t task_blocks = 4;           // 64-column blocks per task
+inline constexpr index_t kc_max = 12288;            // K above which it is split into blocks
+inline constexpr index_t workspace_cols = 64;       // widest tile
+
+struct blocking {
+  index_t mc = 0, m_tasks = 0;  // rows per task, tasks along M
+  index_t n_tasks = 0;          // tasks along N
+  index_t kc = 0, k_blocks = 0;
+};
+
+template <class Kernel>
+blocking plan(const problem& p) noexcept {
+  blocking bl;
+  const bool split = p.k > kc_max && p.m > Kernel::max_rows;
+  const index_t rows_max = split ? task_rows_max_split : task_rows_max;
+  bl.m_tasks = (p.m + rows_max - 1) / rows_max;
+  bl.mc = std::min(rows_max, round_up((p.m + bl.m_tasks - 1) / bl.m_tasks, Kernel::max_rows));
+  bl.n_tasks = (p.blocks + task_blocks - 1) / task_blocks;
+  bl.k_blocks = split ? (p.k + kc_max - 1) / kc_max : 1;
+  bl.kc = split ? round_up((p.k + bl.k_blocks - 1) / bl.k_blocks, step_k_int4) : p.k;
+  return bl;
+}
+
+template <class Kernel>
+void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
+  constexpr index_t tc = Kernel::tile_cols;
+  static_assert(tc <= workspace_cols && block_cols % tc == 0);
+  const index_t m0 = (task / bl.n_tasks) * bl.mc;
+  const index_t rows = std::min(bl.mc, p.m - m0);
+  const index_t cb0 = (task % bl.n_tasks) * task_blocks;
+  const index_t cb1 = std::min(p.blocks, cb0 + task_blocks);
+  const index_t step_k = p.int4 ? step_k_int4 : step_k_int8;
+
+  alignas(64) std::int32_t row_corr[task_rows_max];
+  for (index_t r = 0; r < rows; ++r) {
+    const std::int8_t* row = p.a + (m0 + r) * p.lda;
+    MASQUANT_ASSERT(p.row_sums == nullptr || p.row_sums[m0 + r] == Kernel::row_sum(row, p.k));
+    const std::int32_t sum = p.row_sums != nullptr ? p.row_sums[m0 + r] : Kernel::row_sum(row, p.k);
+    row_corr[r] = p.zero_point * sum;
+  }
+  alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split
+
+  for (index_t cb = cb0; cb < cb1; ++cb) {
+    for (index_t n0 = cb * block_cols; n0 < std::min(p.n, (cb + 1) * block_cols); n0 += tc) {
+      const std::uint8_t* b_tile = p.b + cb * p.block_bytes + (n0 % block_cols) * 4;
+      for (index_t kb = 0; kb < bl.k_blocks; ++kb) {
+        const index_t k0 = kb * bl.kc;
+        for (index_t r0 = 0; r0 < rows; r0 += Kernel::max_rows) {
+          const index_t tile_rows = std::min<index_t>(Kernel::max_rows, rows - r0);
+          tile_args t;
+          t.a = p.a + (m0 + r0) * p.lda + k0;
+          t.lda = p.lda;
+          t.b = b_tile + k0 / step_k * step_bytes;
+          t.k = std::min(bl.kc, p.k - k0);
+          t.acc_in = kb > 0 ? ws + r0 * tc : nullptr;
+          t.acc_out = kb + 1 < bl.k_blocks ? ws + r0 * tc : nullptr;
+          t.row_corr = row_corr + r0;
+          t.a_scale = p.a_scale != nullptr ? p.a_scale + m0 + r0 : nullptr;
+          t.b_scale = p.b_scale + n0;
+          t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
+          t.c = p.c != nullptr ? p.c + (m0 + r0) * p.ldc + n0 : nullptr;
+          t.c_int = p.c_int != nullptr ? p.c_int + (m0 + r0) * p.ldc + n0 : nullptr;
+          t.ldc = p.ldc;
+          t.cols = static_cast<int>(std::min(tc, p.n - n0));
+          t.accumulate = p.accumulate;
+          if (t.acc_out == nullptr) {
+            // The epilogue writes these lines thousands of cycles later: fetch them now.
+            const auto* out = t.c != nullptr ? static_cast<const void*>(t.c) : t.c_int;
+            for (index_t r = 0; r < tile_rows; ++r) {
+              const char* line = static_cast<const char*>(out) + r * t.ldc * 4;
+              for (index_t j = 0; j < index_t{4} * t.cols; j += 64)
+                __builtin_prefetch(line + j, 1, 3);
+            }
+          }
+          Kernel::run(static_cast<int>(tile_rows), p.int4, t);
+        }
+      }
+    }
+  }
+}
+
+template <class Kernel>
+void run(const problem& p, const parallel_for_fn& parallel) {
+  const blocking bl = plan<Kernel>(p);
+  const index_t tasks = bl.m_tasks * bl.n_tasks;
+  if (!parallel || tasks <= 1) {
+    for (index_t t = 0; t < tasks; ++t) run_task<Kernel>(p, bl, t);
+    return;
+  }
+  // Two references: small enough for std::function's local storage (no allocation).
+  parallel(tasks, [&p, &bl](index_t t) { run_task<Kernel>(p, bl, t); });
+}
+
+/// Runs the problem with the kernel of `isa` (a concrete, available ISA).
+inline void run(const problem& p, gemm_isa isa, const parallel_for_fn& parallel) {
+  if (p.m == 0 || p.n == 0) return;
+  switch (isa) {
+#if MASQUANT_GEMM_HAVE_AVX512_VNNI
+    case gemm_isa::avx512_vnni:
+      return run<avx512_vnni_kernel>(p, parallel);
+#endif
+#if MASQUANT_GEMM_HAVE_YMM_VNNI
+    case gemm_isa::avx_vnni:
+      return run<ymm_vnni_kernel>(p, parallel);
+#endif
+#if MASQUANT_GEMM_HAVE_AVX2
+    case gemm_isa::avx2:
+      return run<avx2_kernel>(p, parallel);
+#endif
+    default:
+      return run<portable_kernel>(p, parallel);
+  }
+}
+
+}  // namespace masquant::detail::gemm

@@ -1,0 +1,197 @@
+// kernel_avx512_vnni.hpp: the zmm vpdpbusd micro-kernel: up to 6 rows x 64 columns.
+//
+// Register block: 6 rows x 4 zmm of 16 int32 columns = 24 accumulators, 4 weight vectors and one
+// broadcast. Per step of 4 k it loads 256 weight bytes (one column block step, contiguous) and
+// broadcasts 4 activation bytes per row: the weight bytes are the unsigned operand of vpdpbusd,
+// the activations the signed one. int4 weights are unpacked in registers (and, shift) so a
+// decode step streams half the bytes.
+#pragma once
+
+#include <cstdint>
+#include <masquant/config.hpp>
+#include <masquant/gemm/detail/layout.hpp>
+#include <masquant/gemm/detail/target.hpp>
+#include <masquant/gemm/detail/tile.hpp>
+
+#if MASQUANT_GEMM_HAVE_AVX512_VNNI
+
+namespace masquant::detail::gemm {
+
+struct avx512_vnni_kernel {
+  static constexpr index_t tile_cols = 64;
+  static constexpr int max_rows = 6;
+
+  static void run(int rows, bool int4, const tile_args& t) noexcept {
+    switch (rows) {
+      case 1:
+        return int4 ? tile<1, true>(t) : tile<1, false>(t);
+      case 2:
+        return int4 ? tile<2, true>(t) : tile<2, false>(t);
+      case 3:
+        return int4 ? tile<3, true>(t) : tile<3, false>(t);
+      case 4:
+        return int4 ? tile<4, true>(t) : tile<4, false>(t);
+      case 5:
+        return int4 ? tile<5, true>(t) : tile<5, false>(t);
+      default:
+        return int4 ? tile<6, true>(t) : tile<6, false>(t);
+    }
+  }
+
+  /// sum_k a[k] (vpdpbusd with unsigned ones: 64 bytes per instruction).
+  MASQUANT_GEMM_TARGET_AVX512 static std::int32_t row_sum(const std::int8_t* a,
+                                                          index_t k) noexcept {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+    index_t i = 0;
+    for (; i + 128 <= k; i += 128) {
+      s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_loadu_si512(a + i));
+      s1 = _mm512_dpbusd_epi32(s1, ones, _mm512_loadu_si512(a + i + 64));
+    }
+    for (; i < k; i += 64) {
+      const index_t n = k - i;
+      const auto mask = n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+      s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_maskz_loadu_epi8(mask, a + i));
+    }
+    // Through memory: GCC 12 warns about the undefined operands of _mm512_reduce_add_epi32.
+    alignas(64) std::int32_t lanes[16];
+    _mm512_store_si512(lanes, _mm512_add_epi32(s0, s1));
+    std::int32_t total = 0;
+    for (std::int32_t v : lanes) total += v;
+    return total;
+  }
+
+  template <int R, bool Int4>
+  MASQUANT_GEMM_TARGET_AVX512 static void tile(const tile_args& t) noexcept {
+    __m512i acc[R][4];
+#pragma GCC unroll 8
+    for (index_t r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_si512();
+    }
+    constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
+    const index_t steps = t.k / step_k, tail = t.k % step_k;
+    const index_t lda = t.lda;
+    // The partial step at the end of K goes first: after the hot loop, GCC 12 would keep the
+    // accumulators on the stack through the loop.
+    if (tail != 0) {
+      const std::int8_t* a = t.a + steps * step_k;
+      std::int32_t lo[R], hi[R];
+      for (index_t r = 0; r < R; ++r) {
+        lo[r] = load4_partial(a + r * lda, tail);
+        hi[r] = load4_partial(a + r * lda + 4, tail - 4);
+      }
+      step<R, Int4>(acc, t.b + steps * step_bytes, lo, hi);
+    }
+    const std::int8_t* a = t.a;
+    const std::uint8_t* b = t.b;
+    for (index_t s = 0; s < steps; ++s, a += step_k, b += step_bytes) {
+      std::int32_t lo[R], hi[R];
+#pragma GCC unroll 8
+      for (index_t r = 0; r < R; ++r) {
+        lo[r] = load4(a + r * lda);
+        if constexpr (Int4) hi[r] = load4(a + r * lda + 4);
+      }
+      step<R, Int4>(acc, b, lo, hi);
+    }
+    alignas(64) std::int32_t out[R][64];
+#pragma GCC unroll 8
+    for (index_t r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) _mm512_store_si512(out[r] + 16 * v, acc[r][v]);
+    }
+    finish<R>(t, out);
+  }
+
+ private:
+  // One step: 4 k of int8 weights times the activation bytes lo[r], or 8 k of int4 weights (low
+  // nibbles times lo[r], high nibbles times hi[r]).
+  template <int R, bool Int4>
+  MASQUANT_GEMM_TARGET_AVX512 static inline __attribute__((always_inline)) void step(
+      __m512i (&acc)[R][4], const std::uint8_t* b, const std::int32_t* lo,
+      const std::int32_t* hi) noexcept {
+    __m512i w[4];
+#pragma GCC unroll 4
+    for (index_t v = 0; v < 4; ++v) w[v] = _mm512_load_si512(b + 64 * v);
+    if constexpr (!Int4) {
+      madd<R>(acc, w, lo);
+    } else {
+      const __m512i low = _mm512_set1_epi8(0x0F);
+      __m512i n[4];
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) n[v] = _mm512_and_si512(w[v], low);
+      madd<R>(acc, n, lo);
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) n[v] = _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low);
+      madd<R>(acc, n, hi);
+    }
+  }
+
+  template <int R>
+  MASQUANT_GEMM_TARGET_AVX512 static inline __attribute__((always_inline)) void madd(
+      __m512i (&acc)[R][4], const __m512i* w, const std::int32_t* x) noexcept {
+#pragma GCC unroll 8
+    for (index_t r = 0; r < R; ++r) {
+      const __m512i xr = _mm512_set1_epi32(x[r]);
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], w[v], xr);
+    }
+  }
+
+  // Works from memory: indexing the accumulator registers in loops with branches would make
+  // GCC keep them on the stack in the hot loop too.
+  template <int R>
+  MASQUANT_GEMM_TARGET_AVX512 static inline __attribute__((always_inline)) void finish(
+      const tile_args& t, std::int32_t (*acc)[64]) noexcept {
+    if (t.acc_in != nullptr) {
+      for (index_t r = 0; r < R; ++r) {
+        for (index_t v = 0; v < 4; ++v) {
+          const __m512i x = _mm512_add_epi32(_mm512_load_si512(acc[r] + 16 * v),
+                                             _mm512_loadu_si512(t.acc_in + r * 64 + v * 16));
+          _mm512_store_si512(acc[r] + 16 * v, x);
+        }
+      }
+    }
+    if (t.acc_out != nullptr) {
+      for (index_t r = 0; r < R; ++r) {
+        for (index_t v = 0; v < 4; ++v) {
+          _mm512_storeu_si512(t.acc_out + r * 64 + v * 16, _mm512_load_si512(acc[r] + 16 * v));
+        }
+      }
+      return;
+    }
+    const auto all = static_cast<__mmask16>(0xFFFF);
+    __mmask16 mask[4];
+    for (index_t v = 0; v < 4; ++v) {
+      const int n = t.cols - 16 * v;
+      mask[v] = n >= 16 ? all : static_cast<__mmask16>(n > 0 ? (1u << n) - 1u : 0u);
+    }
+    for (index_t r = 0; r < R; ++r) {
+      const __m512i corr = _mm512_set1_epi32(t.row_corr[r]);
+      if (t.c_int != nullptr) {
+        std::int32_t* out = t.c_int + r * t.ldc;
+        for (index_t v = 0; v < 4; ++v) {
+          const __m512i x = _mm512_sub_epi32(_mm512_load_si512(acc[r] + 16 * v), corr);
+          _mm512_mask_storeu_epi32(out + 16 * v, mask[v], x);
+        }
+        continue;
+      }
+      const __m512 as = _mm512_set1_ps(t.a_scale[r]);
+      float* out = t.c + r * t.ldc;
+      for (index_t v = 0; v < 4; ++v) {
+        const __m512 scale = _mm512_mul_ps(as, _mm512_loadu_ps(t.b_scale + 16 * v));
+        const __m512i x = _mm512_sub_epi32(_mm512_load_si512(acc[r] + 16 * v), corr);
+        // maskz: GCC 12 warns about the undefined pass-through of the unmasked intrinsic.
+        __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, x), scale);
+        if (t.bias != nullptr)
+          y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask[v], t.bias + 16 * v));
+        if (t.accumulate) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask[v], out + 16 * v));
+        _mm512_mask_storeu_ps(out + 16 * v, mask[v], y);
+      }
+    }
+  }
+};
+
+}  // namespace masquant::detail::gemm
+
+#endif  // MASQUANT_GEMM_HAVE_AVX512_VNNI

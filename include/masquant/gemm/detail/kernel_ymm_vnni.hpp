@@ -1,0 +1,171 @@
+// kernel_ymm_vnni.hpp: the ymm vpdpbusd micro-kernel: up to 3 rows x 32 columns.
+//
+// Written for the 16 ymm registers of AVX-VNNI: 3 rows x 4 ymm of 8 int32 columns = 12
+// accumulators, 3 broadcasts and one weight vector. Compiled with the VEX instruction
+// (_mm256_dpbusd_avx_epi32) when AVX-VNNI is the target, and with its AVX512-VL EVEX form
+// (_mm256_dpbusd_epi32) when only AVX-512 VNNI is, so the same kernel is testable on both.
+#pragma once
+
+#include <cstdint>
+#include <masquant/config.hpp>
+#include <masquant/gemm/detail/layout.hpp>
+#include <masquant/gemm/detail/target.hpp>
+#include <masquant/gemm/detail/tile.hpp>
+
+#if MASQUANT_GEMM_HAVE_YMM_VNNI
+
+namespace masquant::detail::gemm {
+
+struct ymm_vnni_kernel {
+  static constexpr index_t tile_cols = 32;
+  static constexpr int max_rows = 3;
+
+  static void run(int rows, bool int4, const tile_args& t) noexcept {
+    switch (rows) {
+      case 1:
+        return int4 ? tile<1, true>(t) : tile<1, false>(t);
+      case 2:
+        return int4 ? tile<2, true>(t) : tile<2, false>(t);
+      default:
+        return int4 ? tile<3, true>(t) : tile<3, false>(t);
+    }
+  }
+
+  /// sum_k a[k] (vpdpbusd with unsigned ones: 32 bytes per instruction).
+  MASQUANT_GEMM_TARGET_YMM_VNNI static std::int32_t row_sum(const std::int8_t* a,
+                                                            index_t k) noexcept {
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256i s = _mm256_setzero_si256();
+    index_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+      s = dot(s, ones, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)));
+    }
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+    std::int32_t total = 0;
+    for (std::int32_t v : lanes) total += v;
+    for (; i < k; ++i) total += a[i];
+    return total;
+  }
+
+  template <int R, bool Int4>
+  MASQUANT_GEMM_TARGET_YMM_VNNI static void tile(const tile_args& t) noexcept {
+    __m256i acc[R][4];
+#pragma GCC unroll 4
+    for (index_t r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) acc[r][v] = _mm256_setzero_si256();
+    }
+    constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
+    const index_t steps = t.k / step_k, tail = t.k % step_k;
+    const index_t lda = t.lda;
+    // The partial step at the end of K goes first (see the AVX-512 kernel).
+    if (tail != 0) {
+      const std::int8_t* a = t.a + steps * step_k;
+      std::int32_t lo[R], hi[R];
+      for (index_t r = 0; r < R; ++r) {
+        lo[r] = load4_partial(a + r * lda, tail);
+        hi[r] = load4_partial(a + r * lda + 4, tail - 4);
+      }
+      step<R, Int4>(acc, t.b + steps * step_bytes, lo, hi);
+    }
+    const std::int8_t* a = t.a;
+    const std::uint8_t* b = t.b;
+    for (index_t s = 0; s < steps; ++s, a += step_k, b += step_bytes) {
+      std::int32_t lo[R], hi[R];
+#pragma GCC unroll 4
+      for (index_t r = 0; r < R; ++r) {
+        lo[r] = load4(a + r * lda);
+        if constexpr (Int4) hi[r] = load4(a + r * lda + 4);
+      }
+      step<R, Int4>(acc, b, lo, hi);
+    }
+    alignas(32) std::int32_t out[R][32];
+#pragma GCC unroll 4
+    for (index_t r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out[r] + 8 * v), acc[r][v]);
+      }
+    }
+    finish<R>(t, out);
+  }
+
+ private:
+  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) __m256i dot(
+      __m256i acc, __m256i w, __m256i x) noexcept {
+#if MASQUANT_GEMM_YMM_VNNI_VEX
+    return _mm256_dpbusd_avx_epi32(acc, w, x);
+#else
+    return _mm256_dpbusd_epi32(acc, w, x);
+#endif
+  }
+
+  // One step: 4 k of int8 weights times lo[r], or 8 k of int4 weights (low nibbles times lo[r],
+  // high nibbles times hi[r]). One weight vector live at a time: 12 accumulators + 3 broadcasts
+  // + 1 fit the 16 registers of AVX-VNNI.
+  template <int R, bool Int4>
+  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) void step(
+      __m256i (&acc)[R][4], const std::uint8_t* b, const std::int32_t* lo,
+      const std::int32_t* hi) noexcept {
+    __m256i x[R];
+#pragma GCC unroll 4
+    for (index_t r = 0; r < R; ++r) x[r] = _mm256_set1_epi32(lo[r]);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (index_t v = 0; v < 4; ++v) {
+      __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32 * v));
+      if constexpr (Int4) w = _mm256_and_si256(w, low);
+#pragma GCC unroll 4
+      for (index_t r = 0; r < R; ++r) acc[r][v] = dot(acc[r][v], w, x[r]);
+    }
+    if constexpr (Int4) {
+#pragma GCC unroll 4
+      for (index_t r = 0; r < R; ++r) x[r] = _mm256_set1_epi32(hi[r]);
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) {
+        const __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32 * v));
+        const __m256i w = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+#pragma GCC unroll 4
+        for (index_t r = 0; r < R; ++r) acc[r][v] = dot(acc[r][v], w, x[r]);
+      }
+    }
+  }
+
+  template <int R>
+  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) void finish(
+      const tile_args& t, std::int32_t (*acc)[32]) noexcept {
+    for (index_t r = 0; r < R; ++r) {
+      if (t.acc_in != nullptr) {
+        for (index_t c = 0; c < 32; ++c) {  // modular, as the kernel's sums
+          acc[r][c] = static_cast<std::int32_t>(static_cast<std::uint32_t>(acc[r][c]) +
+                                                static_cast<std::uint32_t>(t.acc_in[r * 32 + c]));
+        }
+      }
+      if (t.acc_out != nullptr || t.cols < 32) {
+        finish_row_scalar(t, r, acc[r], 32);
+        continue;
+      }
+      const __m256i corr = _mm256_set1_epi32(t.row_corr[r]);
+      for (index_t v = 0; v < 4; ++v) {
+        const __m256i x = _mm256_sub_epi32(
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r] + 8 * v)), corr);
+        if (t.c_int != nullptr) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.c_int + r * t.ldc + 8 * v), x);
+          continue;
+        }
+        float* out = t.c + r * t.ldc + 8 * v;
+        const __m256 scale =
+            _mm256_mul_ps(_mm256_set1_ps(t.a_scale[r]), _mm256_loadu_ps(t.b_scale + 8 * v));
+        __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(x), scale);
+        if (t.bias != nullptr) y = _mm256_add_ps(y, _mm256_loadu_ps(t.bias + 8 * v));
+        if (t.accumulate) y = _mm256_add_ps(y, _mm256_loadu_ps(out));
+        _mm256_storeu_ps(out, y);
+      }
+    }
+  }
+};
+
+}  // namespace masquant::detail::gemm
+
+#endif  // MASQUANT_GEMM_HAVE_YMM_VNNI

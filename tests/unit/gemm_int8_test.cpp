@@ -1,0 +1,371 @@
+// gemm_int8_test.cpp: the INT8 GEMM against the int64 / double reference, on every kernel this
+// build and CPU run.
+#include <boost/test/unit_test.hpp>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <masquant/gemm/int8_gemm.hpp>
+#include <masquant/gemm/reference.hpp>
+#include <masquant/parallel.hpp>
+
+#include "support/gemm_testing.hpp"
+
+using namespace masquant;
+using masquant::testing::matrix;
+
+namespace {
+
+// int32 result of the optimized GEMM on one kernel vs the int64 reference; returns mismatches.
+index_t int32_mismatches(gemm_isa isa, const matrix<std::int8_t>& a, const matrix<std::int8_t>& w,
+                         int bits, std::string* where, const parallel_for_fn& parallel = {}) {
+  const auto scale = testing::random_scales(w.rows, 0.5f, 1.5f, 7);
+  const auto packed = packed_weights::pack(w.cview(), scale, bits);
+  matrix<std::int32_t> got(a.rows, w.rows, -1), want(a.rows, w.rows);
+  gemm_options opt;
+  opt.isa = isa;
+  opt.parallel = parallel;
+  int8_gemm_int32(a.cview(), packed, got.view(), opt);
+  reference::int8_gemm_int32(a.cview(), w.cview(), want.view());
+  return testing::count_mismatches(got, want, where);
+}
+
+// |got - want| within float rounding of the epilogue: a few ulps of the terms' magnitudes.
+bool close(float got, double want, double magnitude) {
+  return std::abs(static_cast<double>(got) - want) <= 4.0 * FLT_EPSILON * magnitude + 1e-30;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(gemm_int8)
+
+BOOST_AUTO_TEST_CASE(isa_queries_are_consistent) {
+  const auto isas = available_gemm_isas();
+  BOOST_REQUIRE(!isas.empty());
+  BOOST_TEST((isas.front() == gemm_isa::portable));
+  BOOST_TEST((isas.back() == best_gemm_isa()));
+  for (gemm_isa isa : isas) BOOST_TEST(gemm_isa_compiled(isa));
+  BOOST_TEST(gemm_isa_available(gemm_isa::automatic));
+  BOOST_TEST(std::string(to_string(gemm_isa::avx512_vnni)) == "avx512_vnni");
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+  BOOST_TEST(gemm_isa_compiled(gemm_isa::avx512_vnni));
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  BOOST_TEST(gemm_isa_compiled(gemm_isa::avx2));
+#else
+  BOOST_TEST(!gemm_isa_compiled(gemm_isa::avx2));
+#endif
+}
+
+BOOST_AUTO_TEST_CASE(int32_exact_on_odd_shapes_every_isa) {
+  const index_t ms[] = {0, 1, 3, 17};
+  const index_t ks[] = {0, 1, 3, 5, 63, 65, 129};
+  const index_t ns[] = {1, 3, 5, 63, 65, 129};
+  for (gemm_isa isa : available_gemm_isas()) {
+    for (int bits : {8, 4}) {
+      const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
+      std::uint64_t seed = 1;
+      for (index_t m : ms) {
+        for (index_t k : ks) {
+          for (index_t n : ns) {
+            const auto a = testing::random_int8(m, k, -128, 127, ++seed);
+            const auto w = testing::random_int8(n, k, lo, hi, ++seed);
+            std::string where;
+            BOOST_TEST(int32_mismatches(isa, a, w, bits, &where) == 0,
+                       testing::gemm_case(isa, m, k, n, bits) << " first mismatch " << where);
+          }
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks) {
+  // Several row tiles and tasks, N with a partial last block, and K above the split threshold
+  // (12288): K is cut into blocks whose partial sums go through the workspace.
+  struct shape {
+    index_t m, k, n;
+  };
+  for (gemm_isa isa : available_gemm_isas()) {
+    for (int bits : {8, 4}) {
+      const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
+      for (shape s :
+           {shape{7, 777, 130}, shape{100, 1001, 300}, shape{300, 64, 20}, shape{13, 20001, 70}}) {
+        const auto a = testing::random_int8(s.m, s.k, -128, 127, 11);
+        const auto w = testing::random_int8(s.n, s.k, lo, hi, 12);
+        std::string where;
+        BOOST_TEST(int32_mismatches(isa, a, w, bits, &where) == 0,
+                   testing::gemm_case(isa, s.m, s.k, s.n, bits) << " first mismatch " << where);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(int32_exact_at_extreme_values_and_the_k_bound) {
+  // K = int8_gemm_max_k with every product at its extreme: |C| reaches 16384 * K = 2^31 - 16384,
+  // and the unsigned-weight intermediate (a * (w + 128)) wraps int32 several times on the way.
+  const index_t k = int8_gemm_max_k;
+  for (gemm_isa isa : available_gemm_isas()) {
+    for (auto [av, wv] :
+         {std::pair{-128, -128}, {127, 127}, {-128, 127}, {127, -128}, {-127, -127}, {127, -127}}) {
+      matrix<std::int8_t> a(2, k, static_cast<std::int8_t>(av));
+      matrix<std::int8_t> w(3, k, static_cast<std::int8_t>(wv));
+      w(1, 0) = 0;  // one column off the extreme
+      std::string where;
+      BOOST_TEST(int32_mismatches(isa, a, w, 8, &where) == 0,
+                 "isa=" << isa << " a=" << av << " w=" << wv << " " << where);
+    }
+    for (auto [av, wv] : {std::pair{-128, -8}, {127, 7}, {-128, 7}, {127, -8}}) {
+      matrix<std::int8_t> a(1, k, static_cast<std::int8_t>(av));
+      matrix<std::int8_t> w(2, k, static_cast<std::int8_t>(wv));
+      std::string where;
+      BOOST_TEST(int32_mismatches(isa, a, w, 4, &where) == 0,
+                 "isa=" << isa << " int4 a=" << av << " w=" << wv << " " << where);
+    }
+  }
+  matrix<std::int8_t> a(1, k, -128), w(1, k, -128);
+  matrix<std::int32_t> c(1, 1);
+  int8_gemm_int32(a.cview(), packed_weights::pack(w.cview(), std::vector<float>{1.0f}), c.view());
+  BOOST_TEST(c(0, 0) == 16384 * k);
+}
+
+BOOST_AUTO_TEST_CASE(int4_weights_equal_int8_weights_with_the_same_values) {
+  for (gemm_isa isa : available_gemm_isas()) {
+    for (index_t k : {1, 7, 8, 9, 100, 1000}) {
+      const index_t m = 5, n = 70;
+      const auto a = testing::random_int8(m, k, -128, 127, 21);
+      const auto w = testing::random_int8(n, k, -8, 7, 22);
+      const auto s = testing::random_scales(n, 0.01f, 0.1f, 23);
+      const auto as = testing::random_scales(m, 0.01f, 0.1f, 24);
+      matrix<float> y8(m, n), y4(m, n);
+      gemm_options opt;
+      opt.isa = isa;
+      int8_gemm(a.cview(), as, packed_weights::pack(w.cview(), s, 8), y8.view(), opt);
+      int8_gemm(a.cview(), as, packed_weights::pack(w.cview(), s, 4), y4.view(), opt);
+      BOOST_TEST(std::memcmp(y8.data.data(), y4.data.data(), y8.data.size() * sizeof(float)) == 0,
+                 "isa=" << isa << " K=" << k);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(float_epilogue_within_rounding_of_the_double_reference) {
+  struct shape {
+    index_t m, k, n;
+  };
+  for (gemm_isa isa : available_gemm_isas()) {
+    for (shape s : {shape{1, 129, 65}, shape{17, 63, 129}, shape{40, 700, 100}}) {
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool with_bias = mode & 1, accumulate = mode & 2;
+        const auto a = testing::random_int8(s.m, s.k, -127, 127, 31);
+        const auto w = testing::random_int8(s.n, s.k, -127, 127, 32);
+        const auto ws = testing::random_scales(s.n, 1e-3f, 2e-2f, 33);
+        const auto as = testing::random_scales(s.m, 1e-2f, 1.0f, 34);
+        const auto bias = testing::random_scales(s.n, -5.0f, 5.0f, 35);
+        const auto c0 = testing::random_uniform(s.m, s.n, -10.0f, 10.0f, 36);
+        matrix<float> got = c0, want = c0;
+        gemm_options opt;
+        opt.isa = isa;
+        if (with_bias) opt.bias = bias;
+        opt.accumulate = accumulate;
+        int8_gemm(a.cview(), as, packed_weights::pack(w.cview(), ws), got.view(), opt);
+        reference::int8_gemm(
+            a.cview(), as, w.cview(), ws, want.view(),
+            with_bias ? vector_view<const float>(bias) : vector_view<const float>(), accumulate);
+        matrix<std::int32_t> acc(s.m, s.n);
+        reference::int8_gemm_int32(a.cview(), w.cview(), acc.view());
+        index_t bad = 0;
+        for (index_t r = 0; r < s.m; ++r) {
+          for (index_t c = 0; c < s.n; ++c) {
+            const auto i = static_cast<std::size_t>(c);
+            const double mag =
+                std::abs(static_cast<double>(as[static_cast<std::size_t>(r)]) * ws[i] * acc(r, c)) +
+                (with_bias ? std::abs(bias[i]) : 0.0) + (accumulate ? std::abs(c0(r, c)) : 0.0);
+            if (!close(got(r, c), want(r, c), mag)) ++bad;
+          }
+        }
+        BOOST_TEST(bad == 0, testing::gemm_case(isa, s.m, s.k, s.n, 8)
+                                 << " bias=" << with_bias << " accumulate=" << accumulate);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(strided_views_and_given_row_sums) {
+  // A and C are blocks of larger matrices; the quantized_activations entry with row sums given
+  // must match the plain one bitwise.
+  const index_t m = 9, k = 70, n = 90;
+  const auto big_a = testing::random_int8(m + 2, k + 13, -128, 127, 41);
+  const auto w = testing::random_int8(n, k, -128, 127, 42);
+  const auto ws = testing::random_scales(n, 0.5f, 1.0f, 43);
+  const auto as = testing::random_scales(m, 0.5f, 1.0f, 44);
+  const auto packed = packed_weights::pack(w.cview(), ws);
+  const auto a = big_a.cview().block(1, 5, m, k);
+  matrix<std::int8_t> a_copy(m, k);
+  for (index_t r = 0; r < m; ++r) {
+    for (index_t c = 0; c < k; ++c) a_copy(r, c) = a(r, c);
+  }
+  for (gemm_isa isa : available_gemm_isas()) {
+    gemm_options opt;
+    opt.isa = isa;
+    matrix<float> big_c(m + 3, n + 7, 42.0f), dense(m, n);
+    auto c = big_c.view().block(2, 3, m, n);
+    int8_gemm(a, as, packed, c, opt);
+    int8_gemm(a_copy.cview(), as, packed, dense.view(), opt);
+    quantized_activations qa(m, k);
+    for (index_t r = 0; r < m; ++r) {
+      for (index_t col = 0; col < k; ++col) qa.values()(r, col) = a(r, col);
+      qa.scales()[r] = as[static_cast<std::size_t>(r)];
+    }
+    qa.compute_row_sums();
+    matrix<float> via_qa(m, n);
+    int8_gemm(qa.view(), packed, via_qa.view(), opt);
+    index_t bad = 0;
+    for (index_t r = 0; r < m; ++r) {
+      for (index_t col = 0; col < n; ++col) {
+        bad += c(r, col) != dense(r, col) || via_qa(r, col) != dense(r, col);
+      }
+    }
+    BOOST_TEST(bad == 0, "isa=" << isa);
+    // Outside the block nothing was touched.
+    BOOST_TEST(big_c(0, 0) == 42.0f);
+    BOOST_TEST(big_c(m + 2, n + 6) == 42.0f);
+    BOOST_TEST(big_c(2, 2) == 42.0f);
+    BOOST_TEST(big_c(2, n + 3) == 42.0f);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count) {
+  const index_t m = 200, k = 600, n = 700;
+  const auto a = testing::random_int8(m, k, -128, 127, 51);
+  const auto w = testing::random_int8(n, k, -128, 127, 52);
+  const auto ws = testing::random_scales(n, 1e-3f, 1e-2f, 53);
+  const auto as = testing::random_scales(m, 1e-2f, 1.0f, 54);
+  const auto bias = testing::random_scales(n, -1.0f, 1.0f, 55);
+  const auto packed = packed_weights::pack(w.cview(), ws);
+  for (gemm_isa isa : available_gemm_isas()) {
+    gemm_options opt;
+    opt.isa = isa;
+    opt.bias = bias;
+    matrix<float> serial(m, n);
+    int8_gemm(a.cview(), as, packed, serial.view(), opt);
+    for (int threads : {2, 3}) {
+      thread_pool pool(threads);
+      opt.parallel = pool.as_function();
+      matrix<float> par(m, n);
+      int8_gemm(a.cview(), as, packed, par.view(), opt);
+      BOOST_TEST(std::memcmp(par.data.data(), serial.data.data(), par.data.size() * 4) == 0,
+                 "isa=" << isa << " threads=" << threads);
+    }
+    // A host loop that runs the tasks backwards.
+    opt.parallel = [](index_t count, const std::function<void(index_t)>& task) {
+      for (index_t i = count; i-- > 0;) task(i);
+    };
+    matrix<float> reversed(m, n);
+    int8_gemm(a.cview(), as, packed, reversed.view(), opt);
+    BOOST_TEST(std::memcmp(reversed.data.data(), serial.data.data(), serial.data.size() * 4) == 0,
+               "isa=" << isa << " reversed tasks");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(can_implement_and_the_overflow_bound) {
+  BOOST_TEST(can_implement(4, int8_gemm_max_k, 4).ok());
+  BOOST_TEST(static_cast<bool>(can_implement(0, 0, 0)));
+  const auto too_big = can_implement(1, int8_gemm_max_k + 1, 1);
+  BOOST_TEST(!too_big.ok());
+  BOOST_TEST((too_big.code == errc::overflow));
+  BOOST_TEST(too_big.message.find("K = 131072") != std::string::npos, too_big.message);
+  BOOST_TEST((can_implement(-1, 2, 3).code == errc::invalid_argument));
+  // The bound is exact: (2^31 - 1) / (128 * 128) rounded down.
+  BOOST_TEST(int8_gemm_max_k == (std::numeric_limits<std::int32_t>::max)() / (128 * 128));
+  BOOST_TEST(16384LL * (int8_gemm_max_k + 1) > (std::numeric_limits<std::int32_t>::max)());
+
+  matrix<std::int8_t> w(1, int8_gemm_max_k + 1, 1);
+  try {
+    (void)packed_weights::pack(w.cview(), std::vector<float>{1.0f});
+    BOOST_ERROR("pack accepted K above the bound");
+  } catch (const error& e) {
+    BOOST_TEST((e.code() == errc::overflow));
+    BOOST_TEST(std::string(e.what()).find("K = 131072") != std::string::npos, e.what());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shape_errors_name_the_operands_and_write_nothing) {
+  const auto a = testing::random_int8(3, 10, -5, 5, 61);
+  const auto w = testing::random_int8(4, 10, -5, 5, 62);
+  const std::vector<float> ws(4, 1.0f), as(3, 1.0f);
+  const auto packed = packed_weights::pack(w.cview(), ws);
+  matrix<float> c(3, 4, 7.0f);
+  auto expect = [&](auto&& call, errc code, const char* needle) {
+    try {
+      call();
+      BOOST_ERROR("no error; expected " << needle);
+    } catch (const error& e) {
+      BOOST_TEST((e.code() == code), e.what());
+      BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos, e.what());
+    }
+    for (float v : c.data) BOOST_TEST(v == 7.0f);
+  };
+  const auto a_k9 = testing::random_int8(3, 9, -5, 5, 63);
+  expect([&] { int8_gemm(a_k9.cview(), as, packed, c.view()); }, errc::shape_mismatch, "K differs");
+  matrix<float> c_bad(3, 5);
+  expect([&] { int8_gemm(a.cview(), as, packed, c_bad.view()); }, errc::shape_mismatch,
+         "output is 3x5");
+  expect([&] { int8_gemm(a.cview(), std::vector<float>(2, 1.0f), packed, c.view()); },
+         errc::shape_mismatch, "activation scales");
+  gemm_options opt;
+  const std::vector<float> bias3(3, 0.0f);
+  opt.bias = bias3;
+  expect([&] { int8_gemm(a.cview(), as, packed, c.view(), opt); }, errc::shape_mismatch, "bias");
+  std::vector<float> bias_nan(4, 0.0f);
+  bias_nan[2] = std::numeric_limits<float>::quiet_NaN();
+  opt.bias = bias_nan;
+  expect([&] { int8_gemm(a.cview(), as, packed, c.view(), opt); }, errc::non_finite, "channel 2");
+  std::vector<float> as_inf(3, 1.0f);
+  as_inf[1] = std::numeric_limits<float>::infinity();
+  expect([&] { int8_gemm(a.cview(), as_inf, packed, c.view()); }, errc::non_finite, "row 1");
+  const std::vector<std::int32_t> sums(2, 0);
+  expect(
+      [&] {
+        int8_gemm(quantized_activations_view{a.cview(), as, sums}, packed, c.view());
+      },
+      errc::shape_mismatch, "row_sums");
+  gemm_options acc;
+  acc.accumulate = true;
+  matrix<std::int32_t> ci(3, 4);
+  expect([&] { int8_gemm_int32(a.cview(), packed, ci.view(), acc); }, errc::invalid_argument,
+         "int8_gemm_int32");
+  for (gemm_isa isa : {gemm_isa::avx2, gemm_isa::avx_vnni, gemm_isa::avx512_vnni}) {
+    if (gemm_isa_available(isa)) continue;
+    gemm_options forced;
+    forced.isa = isa;
+    expect([&] { int8_gemm(a.cview(), as, packed, c.view(), forced); }, errc::not_supported,
+           to_string(isa));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(empty_problems) {
+  // M = 0 and N = 0 write nothing; K = 0 gives bias (+ C).
+  const std::vector<float> none;
+  matrix<std::int8_t> w0(0, 5), a0(0, 5);
+  const auto packed0 = packed_weights::pack(w0.cview(), none);
+  matrix<float> c0(0, 0);
+  int8_gemm(a0.cview(), none, packed0, c0.view());
+  matrix<std::int8_t> wk0(3, 0), ak0(2, 0);
+  const std::vector<float> ws{1.0f, 2.0f, 3.0f}, as{1.0f, 1.0f}, bias{0.5f, -1.0f, 2.0f};
+  const auto packed = packed_weights::pack(wk0.cview(), ws);
+  for (gemm_isa isa : available_gemm_isas()) {
+    matrix<float> c(2, 3, 1.0f);
+    gemm_options opt;
+    opt.isa = isa;
+    opt.bias = bias;
+    opt.accumulate = true;
+    int8_gemm(ak0.cview(), as, packed, c.view(), opt);
+    for (index_t r = 0; r < 2; ++r) {
+      for (index_t col = 0; col < 3; ++col) {
+        BOOST_TEST(c(r, col) == 1.0f + bias[static_cast<std::size_t>(col)], "isa=" << isa);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
