@@ -4,6 +4,11 @@
 
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
+#include <masquant/gemm/int8_gemm.hpp>
+#include <masquant/gemm/isa.hpp>
+#include <masquant/gemm/packed_weights.hpp>
+#include <masquant/gemm/quantized_activations.hpp>
+#include <masquant/gemm/reference.hpp>
 #include <masquant/modality/modality.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/quant/fake_quant.hpp>
