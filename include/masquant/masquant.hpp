@@ -9,6 +9,9 @@
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
 #include <masquant/gemm/reference.hpp>
+#include <masquant/layer/linear_params.hpp>
+#include <masquant/layer/linear_workspace.hpp>
+#include <masquant/layer/quantized_linear.hpp>
 #include <masquant/modality/modality.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/quant/fake_quant.hpp>
