@@ -81,9 +81,9 @@ inline alpha_search_result search_alpha(const linear_group& group, const modalit
                                         vector_view<const float> weight_absmax,
                                         const alpha_search_options& options = {}) {
   constexpr const char* op = "search_alpha";
-  detail::check_group(op, group);
-  detail::check_inputs(op, inputs, group.d_in());
-  detail::check_specs(op, options.weight_spec, options.act_spec);
+  detail::smooth_check_group(op, group);
+  detail::smooth_check_inputs(op, inputs, group.d_in());
+  detail::smooth_check_specs(op, options.weight_spec, options.act_spec);
   const std::size_t nm = inputs.size();
   MASQUANT_CHECK(act_absmax.size() == nm, errc::shape_mismatch, op, ": activation absmax for ",
                  act_absmax.size(), " modalities, inputs for ", nm);

@@ -221,9 +221,9 @@ inline mas_result learn_mas_checked(const linear_group& group, const modality_in
 
 inline void check_learn_args(const char* op, const linear_group& group,
                              const modality_inputs& inputs, const mas_options& options) {
-  check_group(op, group);
-  check_inputs(op, inputs, group.d_in());
-  check_specs(op, options.weight_spec, options.act_spec);
+  smooth_check_group(op, group);
+  smooth_check_inputs(op, inputs, group.d_in());
+  smooth_check_specs(op, options.weight_spec, options.act_spec);
   check_mas_options(op, options);
   index_t n = 0;
   for (const auto& x : inputs) n += x.rows();
@@ -263,7 +263,7 @@ inline mas_result learn_mas(const linear_group& group, const modality_inputs& in
                             const smoothing_factors& init, const mas_options& options = {}) {
   constexpr const char* op = "learn_mas";
   detail::check_learn_args(op, group, inputs, options);
-  detail::check_factors(op, "init", init, inputs.size(), group.d_in(), false);
+  detail::smooth_check_factors(op, "init", init, inputs.size(), group.d_in(), false);
   const auto w = detail::resolve_modality_weights(op, options.modality_weights, inputs.size());
   return detail::learn_mas_checked(group, inputs, init, options, w, 0);
 }
@@ -284,7 +284,7 @@ inline std::vector<mas_result> learn_mas_independent(const linear_group& group,
                  ": ", init.size(), " initial factor sets for ", group.weights.size(),
                  " linears (give 1 or one per linear)");
   for (const auto& f : init)
-    detail::check_factors(op, "init", f, inputs.size(), group.d_in(), false);
+    detail::smooth_check_factors(op, "init", f, inputs.size(), group.d_in(), false);
   const auto w = detail::resolve_modality_weights(op, options.modality_weights, inputs.size());
   std::vector<mas_result> out;
   for (std::size_t k = 0; k < group.weights.size(); ++k) {

@@ -84,10 +84,10 @@ inline double reconstruction_loss(const linear_group& group, const modality_inpu
                                   const smoothing_factors& factors,
                                   const objective_options& options = {}) {
   constexpr const char* op = "reconstruction_loss";
-  detail::check_group(op, group);
-  detail::check_inputs(op, inputs, group.d_in());
-  detail::check_factors(op, "factors", factors, inputs.size(), group.d_in(), false);
-  detail::check_specs(op, options.weight_spec, options.act_spec);
+  detail::smooth_check_group(op, group);
+  detail::smooth_check_inputs(op, inputs, group.d_in());
+  detail::smooth_check_factors(op, "factors", factors, inputs.size(), group.d_in(), false);
+  detail::smooth_check_specs(op, options.weight_spec, options.act_spec);
   const auto w = detail::resolve_modality_weights(op, options.modality_weights, inputs.size());
   index_t n = 0;
   for (const auto& x : inputs) n += x.rows();

@@ -61,12 +61,12 @@ inline std::vector<sqnr_stat> sqnr_of(smoothing_evaluator<float>& ev, const moda
 }
 
 /// Checks the group, inputs and quantizers, and returns the group.
-inline const linear_group& checked_group(const char* op, const linear_group& group,
-                                         const modality_inputs& inputs,
-                                         const smoothing_eval_options& options) {
-  check_group(op, group);
-  check_inputs(op, inputs, group.d_in());
-  check_specs(op, options.weight_spec, options.act_spec);
+inline const linear_group& smooth_checked_group(const char* op, const linear_group& group,
+                                                const modality_inputs& inputs,
+                                                const smoothing_eval_options& options) {
+  smooth_check_group(op, group);
+  smooth_check_inputs(op, inputs, group.d_in());
+  smooth_check_specs(op, options.weight_spec, options.act_spec);
   return group;
 }
 
@@ -93,7 +93,7 @@ class sqnr_evaluator {
   /// column) or errc::not_supported (per_tensor activations).
   sqnr_evaluator(const linear_group& group, const modality_inputs& inputs,
                  const smoothing_eval_options& options = {})
-      : ev_(detail::checked_group("sqnr_evaluator", group, inputs, options), inputs,
+      : ev_(detail::smooth_checked_group("sqnr_evaluator", group, inputs, options), inputs,
             options.weight_spec, options.act_spec, options.parallel,
             detail::smooth_output_cache_elements),
         inputs_(inputs) {}
@@ -105,8 +105,9 @@ class sqnr_evaluator {
   std::vector<sqnr_stat> operator()(const smoothing_factors& act_factors,
                                     const smoothing_factors& weight_factors) {
     constexpr const char* op = "sqnr_evaluator";
-    detail::check_factors(op, "act_factors", act_factors, inputs_.size(), ev_.d_in(), true);
-    detail::check_factors(op, "weight_factors", weight_factors, inputs_.size(), ev_.d_in(), true);
+    detail::smooth_check_factors(op, "act_factors", act_factors, inputs_.size(), ev_.d_in(), true);
+    detail::smooth_check_factors(op, "weight_factors", weight_factors, inputs_.size(), ev_.d_in(),
+                                 true);
     return detail::sqnr_of(ev_, inputs_, act_factors, weight_factors);
   }
 
@@ -145,9 +146,10 @@ inline std::vector<sqnr_stat> modality_sqnr(const linear_group& group,
                                             const smoothing_factors& weight_factors,
                                             const smoothing_eval_options& options) {
   constexpr const char* op = "modality_sqnr";
-  detail::checked_group(op, group, inputs, options);
-  detail::check_factors(op, "act_factors", act_factors, inputs.size(), group.d_in(), true);
-  detail::check_factors(op, "weight_factors", weight_factors, inputs.size(), group.d_in(), true);
+  detail::smooth_checked_group(op, group, inputs, options);
+  detail::smooth_check_factors(op, "act_factors", act_factors, inputs.size(), group.d_in(), true);
+  detail::smooth_check_factors(op, "weight_factors", weight_factors, inputs.size(), group.d_in(),
+                               true);
   // One evaluation: no output cache (it would only add memory).
   detail::smoothing_evaluator<float> ev(group, inputs, options.weight_spec, options.act_spec,
                                         options.parallel);

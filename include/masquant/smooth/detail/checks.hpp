@@ -13,7 +13,7 @@
 namespace masquant::detail {
 
 /// Throws errc::non_finite naming `what`, the row and the column of the first non-finite value.
-inline void check_finite_matrix(const char* op, const std::string& what,
+inline void smooth_check_finite(const char* op, const std::string& what,
                                 matrix_view<const float> x) {
   for (index_t r = 0; r < x.rows(); ++r) {
     const float* row = x.row_data(r);
@@ -26,7 +26,7 @@ inline void check_finite_matrix(const char* op, const std::string& what,
 
 /// Validates a group: at least one weight, every weight non-empty with the same d_in, biases
 /// empty or one per weight of matching size, every value finite.
-inline void check_group(const char* op, const linear_group& g) {
+inline void smooth_check_group(const char* op, const linear_group& g) {
   MASQUANT_CHECK(!g.weights.empty(), errc::invalid_argument, op, ": the linear group is empty");
   const index_t d_in = g.d_in();
   for (std::size_t k = 0; k < g.weights.size(); ++k) {
@@ -35,7 +35,7 @@ inline void check_group(const char* op, const linear_group& g) {
                    " is ", w.rows(), "x", w.cols(), " (needs at least one row and column)");
     MASQUANT_CHECK(w.cols() == d_in, errc::shape_mismatch, op, ": weight ", k, " is ", w.rows(),
                    "x", w.cols(), " but weight 0 has ", d_in, " input channels");
-    check_finite_matrix(op, cat("weight ", k), w);
+    smooth_check_finite(op, cat("weight ", k), w);
   }
   MASQUANT_CHECK(g.biases.empty() || g.biases.size() == g.weights.size(), errc::shape_mismatch, op,
                  ": ", g.biases.size(), " biases for ", g.weights.size(), " weights");
@@ -52,7 +52,7 @@ inline void check_group(const char* op, const linear_group& g) {
 
 /// Validates per-modality calibration inputs: 1..256 modalities, each [N_m, d_in] (any column
 /// count when N_m = 0), every value finite.
-inline void check_inputs(const char* op, const modality_inputs& inputs, index_t d_in) {
+inline void smooth_check_inputs(const char* op, const modality_inputs& inputs, index_t d_in) {
   MASQUANT_CHECK(!inputs.empty() && inputs.size() <= 256, errc::invalid_argument, op,
                  ": need 1 to 256 modalities of calibration inputs, got ", inputs.size());
   for (std::size_t m = 0; m < inputs.size(); ++m) {
@@ -60,14 +60,14 @@ inline void check_inputs(const char* op, const modality_inputs& inputs, index_t 
     MASQUANT_CHECK(x.rows() == 0 || x.cols() == d_in, errc::shape_mismatch, op,
                    ": inputs of modality ", m, " are ", x.rows(), "x", x.cols(), ", expected ",
                    d_in, " columns");
-    check_finite_matrix(op, cat("input of modality ", m), x);
+    smooth_check_finite(op, cat("input of modality ", m), x);
   }
 }
 
 /// Validates a factor set for `n_modalities` modalities of d_in channels: each vector has d_in
 /// positive finite values (or is empty when `allow_empty`).
-inline void check_factors(const char* op, const char* what, const smoothing_factors& f,
-                          std::size_t n_modalities, index_t d_in, bool allow_empty) {
+inline void smooth_check_factors(const char* op, const char* what, const smoothing_factors& f,
+                                 std::size_t n_modalities, index_t d_in, bool allow_empty) {
   MASQUANT_CHECK(f.size() == n_modalities, errc::shape_mismatch, op, ": ", what, " has ", f.size(),
                  " vectors for ", n_modalities, " modalities");
   for (std::size_t m = 0; m < f.size(); ++m) {
@@ -85,7 +85,7 @@ inline void check_factors(const char* op, const char* what, const smoothing_fact
 /// Validates the quantizers of a solver: the weight spec may be anything the quant layer accepts;
 /// activations are quantized dynamically per token or per group (per_tensor would couple every
 /// token of a batch, which no reference setting does).
-inline void check_specs(const char* op, const quant_spec& weight, const quant_spec& act) {
+inline void smooth_check_specs(const char* op, const quant_spec& weight, const quant_spec& act) {
   weight.validate(op);
   act.validate(op);
   MASQUANT_CHECK(act.is_identity() || act.gran != granularity::per_tensor, errc::not_supported, op,
