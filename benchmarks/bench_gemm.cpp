@@ -3,12 +3,15 @@
 // needs), OpenBLAS sgemm (sgemv at M = 1) and Eigen's float GEMM, in one process on the same
 // shapes and data.
 //
-// Names: gemm/K<K>xN<N>/M:<M>/threads:<T>/<who>. Within one (shape, M, threads) group the peers
-// run first and masquant last; masquant's rows carry counters vs_<peer> = t_peer / t_ours
-// (> 1: masquant is faster) and, at M = 1, bw_frac_read / bw_frac_copy: the rate at which it
-// streams its weight bytes as a fraction of plain streaming of the same bytes (mem_read: sum,
-// mem_copy: memcpy counted as read + written bytes, the STREAM convention). A summary table of
-// the ratios (fastest run of each participant) is printed at the end.
+// Two modes. Separate (default): one benchmark per participant, named
+// gemm/K<K>xN<N>/M:<M>/threads:<T>/<who>; within a problem the peers run first and masquant last,
+// and masquant's rows carry counters vs_<peer> = t_peer / t_ours (> 1: masquant is faster) and,
+// at M = 1, bw_frac_read / bw_frac_copy: its weight-streaming rate as a fraction of plainly
+// streaming the same bytes (mem_read: sum, mem_copy: memcpy counted as read + written bytes, the
+// STREAM convention). Paired (--paired): one benchmark per problem, .../paired, whose every
+// iteration calls each participant once in turn and times each call, so all see the same
+// conditions on a busy host; ratios compare median calls. --no_fp32_peers leaves out OpenBLAS and
+// Eigen (5-40x slower, they dominate a paired run's time). A summary table of the ratios follows.
 //
 // Weights are cold: every iteration uses the next of a rotating set of weight copies whose total
 // size (>= 96 MiB per participant) exceeds the 32 MiB LLC, so weights stream from DRAM as in a
@@ -27,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <masquant/gemm/int8_gemm.hpp>
 #include <masquant/parallel.hpp>
@@ -182,50 +186,18 @@ void set_peer_threads(int threads) {
   (void)threads;
 }
 
-// --- timing and ratios --------------------------------------------------------------------------
-
-using key = std::tuple<index_t, index_t, index_t, int>;  // K, N, M, threads
-std::map<key, std::map<std::string, double>> seconds_per_call;
-std::string last_runner;
-
-// Runs `call(i)` (i = iteration index, for rotating copies) under the benchmark loop and records
-// the mean wall time per call.
-template <class F>
-void timed_loop(benchmark::State& state, const key& id, const std::string& who, F&& call) {
-  const auto start = clock_type::now();
-  std::size_t i = 0;
-  for (auto _ : state) {
-    call(i++);
-    benchmark::ClobberMemory();
-  }
-  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  if (state.iterations() > 0) {
-    // The fastest mean over the runs of this benchmark (several with --benchmark_repetitions):
-    // on a shared machine, interference only ever slows a run down.
-    const double per_call = elapsed / static_cast<double>(state.iterations());
-    auto& slot = seconds_per_call[id][who];
-    if (slot == 0.0 || per_call < slot) slot = per_call;
-  }
-  const auto [k, n, m, threads] = id;
-  (void)threads;
-  state.counters["GOPS"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k),
-                                              benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::kIs1000);
-  last_runner = who;
-}
-
-void weight_rate(benchmark::State& state, double bytes) {
-  state.counters["weight_GBps"] = benchmark::Counter(
-      bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-}
-
 // --- participants -------------------------------------------------------------------------------
 
-void run_ours(benchmark::State& state, shape s, index_t m, int threads, int bits) {
-  if (last_runner.rfind("ours", 0) != 0) {
-    // Let the peers' spinning worker threads (OpenMP, OpenBLAS) go to sleep first.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  }
+// One contender on one (shape, M, threads) problem: call(i) runs it once on the i-th rotating
+// weight copy; weight_bytes is what a call streams at M = 1 (for GB/s).
+struct participant {
+  std::string name;
+  std::function<void(std::size_t)> call;
+  double weight_bytes = 0.0;
+  bool spins = false;  // leaves worker threads spinning after a call (OpenMP, OpenBLAS)
+};
+
+participant ours(shape s, index_t m, int threads, int bits) {
   auto& d = data_for(s.k, s.n);
   const auto& x = activations_for(m, s.k);
   auto& c = output<float>(m, s.n);
@@ -234,133 +206,257 @@ void run_ours(benchmark::State& state, shape s, index_t m, int threads, int bits
   if (threads > 1) opt.parallel = pool(threads).as_function();
   const masquant::matrix_view<const std::int8_t> a(x.a8.data(), m, s.k);
   const masquant::matrix_view<float> cv(c.data(), m, s.n);
-  const key id{s.k, s.n, m, threads};
-  const std::string who = bits == 8 ? "ours_int8" : "ours_int4";
-  timed_loop(state, id, who, [&](std::size_t i) {
-    masquant::int8_gemm(a, x.scale, copies[i % copies.size()], cv, opt);
-  });
-  if (m == 1) weight_rate(state, static_cast<double>(s.n * s.k) * bits / 8.0);
-  const double ours = seconds_per_call[id][who];
-  for (const auto& [peer, t] : seconds_per_call[id]) {
-    if (peer.rfind("ours", 0) == 0) continue;
-    // For mem_copy the bytes moved are twice the weights: the ratio is the fraction of the
-    // copy bandwidth (STREAM convention) the GEMM streams weights at, as for mem_read.
-    const double bytes_ratio = peer == "mem_copy" ? 2.0 : 1.0;
-    const double weight_share = bits == 8 ? 1.0 : 0.5;
-    if (peer.rfind("mem_", 0) == 0) {
-      state.counters["bw_frac_" + peer.substr(4)] = t / ours * weight_share / bytes_ratio;
-    } else {
-      state.counters["vs_" + peer] = t / ours;
-    }
-  }
+  return {bits == 8 ? "ours_int8" : "ours_int4",
+          [&copies, &x, a, cv, opt](std::size_t i) {
+            masquant::int8_gemm(a, x.scale, copies[i % copies.size()], cv, opt);
+          },
+          static_cast<double>(s.n * s.k) * bits / 8.0, false};
 }
 
 #ifdef MASQUANT_BENCH_HAVE_DNNL
-void run_dnnl(benchmark::State& state, shape s, index_t m, int threads, bool scaled) {
+// oneDNN's int8 GEMM (u8 activations, s8 weights, int32 out), raw or followed by the scale pass
+// of a quantized linear, y = float(acc) * a_scale[m] * w_scale[n], parallel over rows on the
+// same pool masquant uses (oneDNN cannot fuse a per-token scale).
+participant dnnl(shape s, index_t m, int threads, bool scaled) {
   auto& d = data_for(s.k, s.n);
   ensure_raw8(d);
   const auto& x = activations_for(m, s.k);
   auto& ci = output<std::int32_t>(m, s.n);
   auto& cf = output<float>(m, s.n);
-  set_peer_threads(threads);
-  const std::int32_t zero = 0;
-  // The scale pass of a quantized linear: y = float(acc) * a_scale[m] * w_scale[n], parallel
-  // over rows with the same pool masquant uses (oneDNN cannot fuse a per-token scale).
-  auto scale_rows = [&](index_t r) {
-    const std::int32_t* in = ci.data() + r * s.n;
-    float* out = cf.data() + r * s.n;
-    const float as = x.scale[static_cast<std::size_t>(r)];
-    for (index_t j = 0; j < s.n; ++j)
-      out[j] = static_cast<float>(in[j]) * (as * d.w_scale[static_cast<std::size_t>(j)]);
-  };
-  const key id{s.k, s.n, m, threads};
-  timed_loop(state, id, scaled ? "dnnl" : "dnnl_raw", [&](std::size_t i) {
+  auto call = [&d, &x, &ci, &cf, s, m, threads, scaled](std::size_t i) {
+    static const std::int32_t zero = 0;
+    set_peer_threads(threads);
     const auto& w = d.raw8[i % d.raw8.size()];
     dnnl_gemm_u8s8s32('N', 'T', 'F', m, s.n, s.k, 1.0f, x.au8.data(), s.k, 0, w.data(), s.k, 0,
                       0.0f, ci.data(), s.n, &zero);
-    if (scaled) {
-      if (threads > 1 && m > 1) {
-        pool(threads).parallel_for(m, scale_rows);
-      } else {
-        for (index_t r = 0; r < m; ++r) scale_rows(r);
+    if (!scaled) return;
+    auto rows = [&](index_t r) {
+      const std::int32_t* in = ci.data() + r * s.n;
+      float* out = cf.data() + r * s.n;
+      const float as = x.scale[static_cast<std::size_t>(r)];
+      for (index_t j = 0; j < s.n; ++j) {
+        out[j] = static_cast<float>(in[j]) * (as * d.w_scale[static_cast<std::size_t>(j)]);
       }
+    };
+    if (threads > 1 && m > 1) {
+      pool(threads).parallel_for(m, rows);
+    } else {
+      for (index_t r = 0; r < m; ++r) rows(r);
     }
-  });
-  if (m == 1) weight_rate(state, static_cast<double>(s.n * s.k));
+  };
+  return {scaled ? "dnnl" : "dnnl_raw", call, static_cast<double>(s.n * s.k), true};
 }
 #endif
 
 #ifdef MASQUANT_BENCH_HAVE_OPENBLAS
-void run_openblas(benchmark::State& state, shape s, index_t m, int threads) {
+participant openblas(shape s, index_t m, int threads) {
   auto& d = data_for(s.k, s.n);
   ensure_wf(d);
   const auto& x = activations_for(m, s.k);
   auto& c = output<float>(m, s.n);
-  set_peer_threads(threads);
-  const key id{s.k, s.n, m, threads};
-  timed_loop(state, id, "openblas", [&](std::size_t i) {
+  auto call = [&d, &x, &c, s, m, threads](std::size_t i) {
+    set_peer_threads(threads);
     const auto& w = d.wf[i % d.wf.size()];
     const auto n = static_cast<blasint>(s.n), k = static_cast<blasint>(s.k);
-    if (m == 1) {
+    if (m == 1) {  // sgemm does not switch to gemv by itself
       cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w.data(), k, x.af.data(), 1, 0.0f,
                   c.data(), 1);
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m), n, k, 1.0f,
                   x.af.data(), k, w.data(), k, 0.0f, c.data(), n);
     }
-  });
-  if (m == 1) weight_rate(state, 4.0 * static_cast<double>(s.n * s.k));
+  };
+  return {"openblas", call, 4.0 * static_cast<double>(s.n * s.k), true};
 }
 #endif
 
-void run_eigen(benchmark::State& state, shape s, index_t m) {
+participant eigen(shape s, index_t m) {
   using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   auto& d = data_for(s.k, s.n);
   ensure_wf(d);
   const auto& x = activations_for(m, s.k);
   auto& c = output<float>(m, s.n);
-  Eigen::Map<const row_major> xa(x.af.data(), m, s.k);
-  Eigen::Map<row_major> y(c.data(), m, s.n);
-  const key id{s.k, s.n, m, 1};
-  timed_loop(state, id, "eigen", [&](std::size_t i) {
-    Eigen::Map<const row_major> w(d.wf[i % d.wf.size()].data(), s.n, s.k);
+  auto call = [&d, &x, &c, s, m](std::size_t i) {
+    const Eigen::Map<const row_major> xa(x.af.data(), m, s.k);
+    const Eigen::Map<const row_major> w(d.wf[i % d.wf.size()].data(), s.n, s.k);
+    Eigen::Map<row_major> y(c.data(), m, s.n);
     y.noalias() = xa * w.transpose();
-  });
-  if (m == 1) weight_rate(state, 4.0 * static_cast<double>(s.n * s.k));
+  };
+  return {"eigen", call, 4.0 * static_cast<double>(s.n * s.k), false};
 }
 
 // Streams the same rotating int8 weight copies without computing: the memory system's limit for
-// a decode step. "read" sums them; "copy" copies them (STREAM convention: read + written bytes).
-void run_memory(benchmark::State& state, shape s, int threads, bool copy) {
+// a decode step. "mem_read" sums them; "mem_copy" copies them (counted as read + written bytes,
+// the STREAM convention).
+participant memory(shape s, int threads, bool copy) {
   auto& d = data_for(s.k, s.n);
   const std::size_t bytes = d.ours8.front().packed_bytes();
   static std::vector<std::vector<std::uint64_t>> dst;  // kept across calls: no page faults
   if (copy && (dst.size() != d.ours8.size() || dst.front().size() != bytes / 8)) {
     dst.assign(d.ours8.size(), std::vector<std::uint64_t>(bytes / 8, 1));
   }
-  const key id{s.k, s.n, 1, threads};
-  timed_loop(state, id, copy ? "mem_copy" : "mem_read", [&](std::size_t i) {
+  auto call = [&d, bytes, threads, copy](std::size_t i) {
     const std::size_t c = i % d.ours8.size();
     const auto* src = reinterpret_cast<const std::uint64_t*>(d.ours8[c].data());
     const auto words = static_cast<index_t>(bytes / 8);
-    const index_t parts = threads;
     auto part = [&](index_t t) {
-      const index_t w0 = words * t / parts, w1 = words * (t + 1) / parts;
+      const index_t w0 = words * t / threads, w1 = words * (t + 1) / threads;
       if (copy) {
         std::memcpy(dst[c].data() + w0, src + w0, static_cast<std::size_t>(w1 - w0) * 8);
-      } else {
-        std::uint64_t acc = 0;
-        for (index_t w = w0; w < w1; ++w) acc += src[w];
-        benchmark::DoNotOptimize(acc);
+        return;
       }
+      // Four independent sums (a vector each once compiled): bound by memory, not latency.
+      std::uint64_t acc[4] = {0, 0, 0, 0};
+      index_t w = w0;
+      for (; w + 4 <= w1; w += 4) {
+        for (index_t j = 0; j < 4; ++j) acc[j] += src[w + j];
+      }
+      for (; w < w1; ++w) acc[0] += src[w];
+      benchmark::DoNotOptimize(acc[0] + acc[1] + acc[2] + acc[3]);
     };
     if (threads > 1) {
-      pool(threads).parallel_for(parts, part);
+      pool(threads).parallel_for(threads, part);
     } else {
       part(0);
     }
-  });
-  weight_rate(state, static_cast<double>(bytes) * (copy ? 2.0 : 1.0));
+  };
+  return {copy ? "mem_copy" : "mem_read", call, static_cast<double>(bytes) * (copy ? 2.0 : 1.0),
+          false};
+}
+
+// Everyone taking part in one (shape, M, threads) problem, peers first, masquant last.
+std::vector<participant> participants(shape s, index_t m, int threads, bool fp32_peers) {
+  std::vector<participant> out;
+#ifdef MASQUANT_BENCH_HAVE_DNNL
+  out.push_back(dnnl(s, m, threads, false));
+  out.push_back(dnnl(s, m, threads, true));
+#endif
+#ifdef MASQUANT_BENCH_HAVE_OPENBLAS
+  if (fp32_peers) out.push_back(openblas(s, m, threads));
+#endif
+  // Eigen is built here without OpenMP, so it runs on one thread only.
+  if (fp32_peers && threads == 1) out.push_back(eigen(s, m));
+  if (m == 1) {
+    out.push_back(memory(s, threads, false));
+    out.push_back(memory(s, threads, true));
+  }
+  out.push_back(ours(s, m, threads, 8));
+  out.push_back(ours(s, m, threads, 4));
+  return out;
+}
+
+// --- timing and ratios --------------------------------------------------------------------------
+
+using key = std::tuple<index_t, index_t, index_t, int>;  // K, N, M, threads
+using times = std::map<std::string, double>;             // participant -> seconds per call
+std::map<key, times> mean_seconds;                       // separate mode: mean per call
+std::map<key, times> median_seconds;                     // paired mode: median per call
+
+bool is_ours(const std::string& name) {
+  return name.rfind("ours", 0) == 0;
+}
+
+void gops_counter(benchmark::State& state, const key& id) {
+  const auto [k, n, m, threads] = id;
+  (void)threads;
+  state.counters["GOPS"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k),
+                                              benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+
+// Ratio counters of masquant's `who` against every peer timed in `t`.
+void ratio_counters(benchmark::State& state, const times& t, const std::string& who) {
+  const double ours_time = t.at(who);
+  const double share = who == "ours_int4" ? 0.5 : 1.0;  // int4 streams half the weight bytes
+  for (const auto& [peer, seconds] : t) {
+    if (is_ours(peer)) continue;
+    if (peer.rfind("mem_", 0) == 0) {
+      // Fraction of the streaming rate: mem_copy moves twice the bytes it is timed on.
+      const double bytes_ratio = peer == "mem_copy" ? 2.0 : 1.0;
+      state.counters["bw_frac_" + peer.substr(4)] = seconds / ours_time * share / bytes_ratio;
+    } else {
+      state.counters["vs_" + peer] = seconds / ours_time;
+    }
+  }
+  if (t.count("ours_int8") != 0 && t.count("ours_int4") != 0 && who == "ours_int4") {
+    state.counters["vs_ours_int8"] = t.at("ours_int8") / ours_time;
+  }
+}
+
+// Separate mode: one benchmark per participant; the mean time per call of the fastest run
+// (--benchmark_repetitions) goes to the summary.
+void run_separate(benchmark::State& state, shape s, index_t m, int threads, std::size_t index,
+                  bool fp32_peers) {
+  static std::string last;
+  auto all = participants(s, m, threads, fp32_peers);
+  const participant& p = all[index];
+  if (is_ours(p.name) && !is_ours(last)) {
+    // Let the peers' spinning worker threads (OpenMP, OpenBLAS) go to sleep first.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  const auto start = clock_type::now();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    p.call(i++);
+    benchmark::ClobberMemory();
+  }
+  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+  const key id{s.k, s.n, m, threads};
+  if (state.iterations() > 0) {
+    auto& slot = mean_seconds[id][p.name];
+    const double mean = elapsed / static_cast<double>(state.iterations());
+    if (slot == 0.0 || mean < slot) slot = mean;
+  }
+  gops_counter(state, id);
+  if (m == 1) {
+    state.counters["weight_GBps"] =
+        benchmark::Counter(p.weight_bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate,
+                           benchmark::Counter::kIs1000);
+  }
+  if (is_ours(p.name)) ratio_counters(state, mean_seconds[id], p.name);
+  last = p.name;
+}
+
+// Paired mode: one benchmark per problem; every iteration calls each participant once, in turn,
+// and times each call, so all of them see the same conditions; the median call of each is
+// compared. Peers that leave threads spinning get 2 ms (untimed) to park them before masquant
+// runs with more than one thread.
+void run_paired(benchmark::State& state, shape s, index_t m, int threads, bool fp32_peers) {
+  auto all = participants(s, m, threads, fp32_peers);
+  std::vector<std::vector<double>> samples(all.size());
+  std::size_t i = 0;
+  for (auto _ : state) {
+    bool spinning = false;
+    for (std::size_t p = 0; p < all.size(); ++p) {
+      if (threads > 1 && spinning && is_ours(all[p].name)) {
+        state.PauseTiming();
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        state.ResumeTiming();
+        spinning = false;
+      }
+      // A distinct rotating copy for every call: no participant reads weights another just
+      // pulled into the cache.
+      const auto t0 = clock_type::now();
+      all[p].call(i * all.size() + p);
+      samples[p].push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+      spinning = spinning || all[p].spins;
+    }
+    ++i;
+  }
+  const key id{s.k, s.n, m, threads};
+  times& t = median_seconds[id];
+  for (std::size_t p = 0; p < all.size(); ++p) {
+    auto& v = samples[p];
+    if (v.empty()) continue;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    t[all[p].name] = v[v.size() / 2];
+  }
+  if (t.count("ours_int8") != 0) {
+    ratio_counters(state, t, "ours_int8");
+    state.counters["ours_int8_GOPS"] =
+        2.0 * static_cast<double>(m * s.n * s.k) / t["ours_int8"] * 1e-9;
+    if (t.count("ours_int4") != 0) state.counters["int4_vs_int8"] = t["ours_int8"] / t["ours_int4"];
+  }
 }
 
 // --- registration and summary -------------------------------------------------------------------
@@ -369,79 +465,88 @@ const shape shapes[] = {{2048, 2048}, {2048, 11008}, {11008, 2048}, {3584, 3584}
 const index_t ms[] = {1, 16, 128, 512, 2048};
 const int thread_counts[] = {1, 2};
 
-std::string name(shape s, index_t m, int threads, const char* who) {
+std::string name(shape s, index_t m, int threads, const std::string& who) {
   return "gemm/K" + std::to_string(s.k) + "xN" + std::to_string(s.n) + "/M:" + std::to_string(m) +
          "/threads:" + std::to_string(threads) + "/" + who;
 }
 
-void register_all() {
+void register_all(bool paired, bool fp32_peers) {
   for (shape s : shapes) {
     for (index_t m : ms) {
       for (int t : thread_counts) {
-        auto reg = [&](const char* who, auto fn) {
+        auto reg = [&](const std::string& who, auto fn) {
           benchmark::RegisterBenchmark(name(s, m, t, who).c_str(), fn)
               ->UseRealTime()
-              ->MinTime(0.3)
+              ->MinTime(paired ? 1.0 : 0.3)
               ->Unit(benchmark::kMicrosecond);
         };
+        if (paired) {
+          reg("paired", [=](benchmark::State& st) { run_paired(st, s, m, t, fp32_peers); });
+          continue;
+        }
+        // Names only: the data is built when a benchmark first runs.
+        const std::vector<std::string> names = [&] {
+          std::vector<std::string> out;
 #ifdef MASQUANT_BENCH_HAVE_DNNL
-        reg("dnnl_raw", [=](benchmark::State& st) { run_dnnl(st, s, m, t, false); });
-        reg("dnnl", [=](benchmark::State& st) { run_dnnl(st, s, m, t, true); });
+          out.insert(out.end(), {"dnnl_raw", "dnnl"});
 #endif
 #ifdef MASQUANT_BENCH_HAVE_OPENBLAS
-        reg("openblas", [=](benchmark::State& st) { run_openblas(st, s, m, t); });
+          if (fp32_peers) out.emplace_back("openblas");
 #endif
-        // Eigen is built here without OpenMP, so it runs on one thread only.
-        if (t == 1) reg("eigen", [=](benchmark::State& st) { run_eigen(st, s, m); });
-        if (m == 1) {
-          reg("mem_read", [=](benchmark::State& st) { run_memory(st, s, t, false); });
-          reg("mem_copy", [=](benchmark::State& st) { run_memory(st, s, t, true); });
+          if (fp32_peers && t == 1) out.emplace_back("eigen");
+          if (m == 1) out.insert(out.end(), {"mem_read", "mem_copy"});
+          out.insert(out.end(), {"ours_int8", "ours_int4"});
+          return out;
+        }();
+        for (std::size_t idx = 0; idx < names.size(); ++idx) {
+          reg(names[idx],
+              [=](benchmark::State& st) { run_separate(st, s, m, t, idx, fp32_peers); });
         }
-        reg("ours_int8", [=](benchmark::State& st) { run_ours(st, s, m, t, 8); });
-        reg("ours_int4", [=](benchmark::State& st) { run_ours(st, s, m, t, 4); });
       }
     }
   }
 }
 
-void print_summary() {
+// One row per (shape, M, threads): masquant's int8 GOPS and the ratios, from `table`.
+void print_summary(const std::map<key, times>& table, const char* title) {
+  if (table.empty()) return;
+  std::printf("\n%s\n", title);
   std::printf(
       "\n| K x N | M | threads | ours int8 GOPS | vs dnnl | vs dnnl raw | int4 vs int8 |"
       " vs openblas | vs eigen | int8 weight GB/s | of copy bw | of read bw |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (const auto& entry : seconds_per_call) {
+  for (const auto& entry : table) {
     const auto [k, n, m, threads] = entry.first;
-    const auto& times = entry.second;
-    auto get = [&times](const char* who) {
-      const auto it = times.find(who);
-      return it == times.end() ? 0.0 : it->second;
+    const auto& t = entry.second;
+    auto get = [&t](const char* who) {
+      const auto it = t.find(who);
+      return it == t.end() ? 0.0 : it->second;
     };
-    const double ours = get("ours_int8");
-    if (ours == 0.0) continue;
+    const double ours_time = get("ours_int8");
+    if (ours_time == 0.0) continue;
     auto ratio = [&](const char* who) {
       const double p = get(who);
-      char buf[32];
-      std::snprintf(buf, sizeof buf, p > 0.0 ? "%.2f" : "-", p / ours);
+      char buf[32] = "-";
+      if (p > 0.0) std::snprintf(buf, sizeof buf, "%.2f", p / ours_time);
       return std::string(buf);
     };
     const double int4 = get("ours_int4");
     char int4_ratio[32] = "-", gbps[32] = "-", of_copy[32] = "-", of_read[32] = "-";
-    if (int4 > 0.0) std::snprintf(int4_ratio, sizeof int4_ratio, "%.2f", ours / int4);
+    if (int4 > 0.0) std::snprintf(int4_ratio, sizeof int4_ratio, "%.2f", ours_time / int4);
     if (m == 1) {
-      const double rate = static_cast<double>(n * k) / ours;  // int8 weight bytes per second
-      std::snprintf(gbps, sizeof gbps, "%.1f", rate * 1e-9);
+      const double bytes = static_cast<double>(n * k);  // int8 weight bytes per call
+      std::snprintf(gbps, sizeof gbps, "%.1f", bytes / ours_time * 1e-9);
       if (get("mem_copy") > 0.0) {
         std::snprintf(of_copy, sizeof of_copy, "%.0f%%",
-                      100.0 * rate / (2.0 * static_cast<double>(n * k) / get("mem_copy")));
+                      100.0 * get("mem_copy") / (2.0 * ours_time));
       }
       if (get("mem_read") > 0.0) {
-        std::snprintf(of_read, sizeof of_read, "%.0f%%",
-                      100.0 * rate / (static_cast<double>(n * k) / get("mem_read")));
+        std::snprintf(of_read, sizeof of_read, "%.0f%%", 100.0 * get("mem_read") / ours_time);
       }
     }
     std::printf("| %ldx%ld | %ld | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
                 static_cast<long>(k), static_cast<long>(n), static_cast<long>(m), threads,
-                2.0 * static_cast<double>(m * n * k) / ours * 1e-9, ratio("dnnl").c_str(),
+                2.0 * static_cast<double>(m * n * k) / ours_time * 1e-9, ratio("dnnl").c_str(),
                 ratio("dnnl_raw").c_str(), int4_ratio, ratio("openblas").c_str(),
                 ratio("eigen").c_str(), gbps, of_copy, of_read);
   }
@@ -450,18 +555,34 @@ void print_summary() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Our own flags, taken out before Google Benchmark parses the rest.
+  bool paired = false, fp32_peers = true;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--paired") {
+      paired = true;
+    } else if (arg == "--no_fp32_peers") {
+      fp32_peers = false;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
   for (const char* var : {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_PROC_BIND"}) {
     if (std::getenv(var) != nullptr) {
       std::fprintf(stderr, "bench_gemm: warning: %s is set; peers may not run at their best\n",
                    var);
     }
   }
-  std::printf("masquant int8_gemm kernel: %s\n", masquant::to_string(masquant::best_gemm_isa()));
-  register_all();
+  std::printf("masquant int8_gemm kernel: %s; mode: %s\n",
+              masquant::to_string(masquant::best_gemm_isa()), paired ? "paired" : "separate");
+  register_all(paired, fp32_peers);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  print_summary();
+  print_summary(mean_seconds, "Ratios of the mean time per call (fastest run of each):");
+  print_summary(median_seconds, "Ratios of the median call, participants interleaved (paired):");
   return 0;
 }
