@@ -14,10 +14,12 @@
 //   layer/decode/M:1/threads:T  one token, no ids: ours W8A8 / W4A8 vs sgemv and Eigen.
 // Every participant runs round-robin inside one benchmark (each round calls each participant
 // once), so machine noise hits all of them alike; a participant's time is its best call
-// (`<who>_ms`), and its median (`<who>_med_ms`) is reported too. Weights are cold: every call
-// uses the next of a rotating set of copies whose total size (>= 96 MiB per participant) exceeds
-// the 32 MiB LLC, as in a model where each layer's weights are read once per step.
-// Eigen has no thread pool in this build (no OpenMP): its times are 1-thread at any T.
+// (`<who>_ms`), and its median (`<who>_med_ms`) is reported too. At 1 thread the calling
+// thread's CPU time is recorded as well (`<who>_cpu_ms`, ratios `cpu_*`): on a shared machine it
+// leaves out the time the thread is descheduled, which wall time cannot. Weights are cold: every
+// call uses the next of a rotating set of copies whose total size (>= 96 MiB per participant)
+// exceeds the 32 MiB LLC, as in a model where each layer's weights are read once per step. Eigen
+// has no thread pool in this build (no OpenMP): its times are 1-thread at any T.
 //
 // Run with OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE and OMP_PROC_BIND unset:
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u OMP_PROC_BIND ./bench_layer
@@ -36,6 +38,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <masquant/gemm/int8_gemm.hpp>
@@ -173,14 +176,24 @@ struct participant {
       : name(std::move(n)), call(std::move(f)) {}
   std::string name;
   std::function<void(std::size_t)> call;  // argument: call index (selects the rotating copy)
-  std::vector<double> seconds;
+  std::vector<double> seconds, cpu_seconds;
   double best() const { return *std::min_element(seconds.begin(), seconds.end()); }
-  double median() const {
-    auto s = seconds;
+  double median() const { return median_of(seconds); }
+  double best_cpu() const { return *std::min_element(cpu_seconds.begin(), cpu_seconds.end()); }
+  double median_cpu() const { return median_of(cpu_seconds); }
+  static double median_of(std::vector<double> s) {
     std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
     return s[s.size() / 2];
   }
 };
+
+// CPU time of the calling thread: unlike wall time it excludes the time the thread waits while
+// other processes run, the main noise on a shared machine; it measures 1-thread calls only.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 // One warm-up call each, then rounds of one call per participant for every benchmark
 // iteration; records `<name>_ms` and `<name>_med_ms`.
@@ -189,15 +202,18 @@ void round_robin(benchmark::State& state, std::vector<participant>& ps) {
   for (auto& p : ps) p.call(i++);
   for (auto _ : state) {
     for (auto& p : ps) {
+      const double cpu = thread_cpu_seconds();
       const auto start = clock_type::now();
       p.call(i++);
       benchmark::ClobberMemory();
       p.seconds.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+      p.cpu_seconds.push_back(thread_cpu_seconds() - cpu);
     }
   }
   for (auto& p : ps) {
     state.counters[p.name + "_ms"] = p.best() * 1e3;
     state.counters[p.name + "_med_ms"] = p.median() * 1e3;
+    if (state.range(1) == 1) state.counters[p.name + "_cpu_ms"] = p.best_cpu() * 1e3;
   }
 }
 
@@ -242,10 +258,12 @@ void add_fp32_peers(std::vector<participant>& ps, model& md, inputs& in, index_t
                 }});
 }
 
-double best_fp32(const std::vector<participant>& ps) {
+// Best time of the fastest fp32 peer (wall, or thread CPU time).
+double best_fp32(const std::vector<participant>& ps, bool cpu) {
   double t = 1e30;
   for (const auto& p : ps)
-    if (p.name.rfind("openblas", 0) == 0 || p.name == "eigen") t = std::min(t, p.best());
+    if (p.name.rfind("openblas", 0) == 0 || p.name == "eigen")
+      t = std::min(t, cpu ? p.best_cpu() : p.best());
   return t;
 }
 
@@ -274,7 +292,7 @@ void prefill(benchmark::State& state) {
                                       g);
                 }});
   round_robin(state, ps);
-  const double fp32 = best_fp32(ps), ours = find(ps, "ours_w8a8").best();
+  const double fp32 = best_fp32(ps, false), ours = find(ps, "ours_w8a8").best();
 #ifdef MASQUANT_BENCH_HAVE_OPENBLAS
   state.counters["vs_openblas"] =
       find(ps, m == 1 ? "openblas_sgemv" : "openblas_sgemm").best() / ours;
@@ -284,6 +302,13 @@ void prefill(benchmark::State& state) {
   state.counters["w4_vs_best_fp32"] = fp32 / find(ps, "ours_w4a8").best();
   state.counters["token_pass_pct"] = 100.0 * (ours / find(ps, "int8_gemm_only").best() - 1.0);
   state.counters["ours_GOPS"] = 2.0 * double(m) * dim * dim / ours * 1e-9;
+  if (threads == 1) {
+    const double ours_cpu = find(ps, "ours_w8a8").best_cpu();
+    state.counters["cpu_vs_best_fp32"] = best_fp32(ps, true) / ours_cpu;
+    state.counters["cpu_w4_vs_best_fp32"] = best_fp32(ps, true) / find(ps, "ours_w4a8").best_cpu();
+    state.counters["cpu_token_pass_pct"] =
+        100.0 * (ours_cpu / find(ps, "int8_gemm_only").best_cpu() - 1.0);
+  }
 }
 
 void cmc(benchmark::State& state) {
@@ -319,6 +344,12 @@ void cmc(benchmark::State& state) {
         100.0 * (p.best() / base.best() - 1.0);
     state.counters[std::string("overhead_") + who + "_med_pct"] =
         100.0 * (p.median() / base.median() - 1.0);
+    if (threads == 1) {
+      state.counters[std::string("cpu_overhead_") + who + "_pct"] =
+          100.0 * (p.best_cpu() / base.best_cpu() - 1.0);
+      state.counters[std::string("cpu_overhead_") + who + "_med_pct"] =
+          100.0 * (p.median_cpu() / base.median_cpu() - 1.0);
+    }
   }
   state.counters["bf16_dot"] = md.cmc.front().lowrank_uses_bf16() ? 1.0 : 0.0;
   state.counters["lowrank_MiB"] = double(md.cmc.front().lowrank_bytes()) / (1 << 20);
@@ -339,19 +370,19 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("layer/prefill", prefill)
         ->Args({512, threads})
         ->ArgNames({"M", "threads"})
-        ->Iterations(15)
+        ->Iterations(30)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("layer/cmc", cmc)
         ->Args({512, threads})
         ->ArgNames({"M", "threads"})
-        ->Iterations(25)
+        ->Iterations(60)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("layer/decode", prefill)
         ->Args({1, threads})
         ->ArgNames({"M", "threads"})
-        ->Iterations(300)
+        ->Iterations(500)
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
   }

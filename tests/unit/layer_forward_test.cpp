@@ -328,6 +328,37 @@ BOOST_AUTO_TEST_CASE(workspace_reuse_across_sizes_and_layers) {
   BOOST_TEST(ws.bytes() > 0u);
 }
 
+BOOST_AUTO_TEST_CASE(strided_views_give_the_same_result) {
+  for (int abits : {8, 16}) {
+    layer_case c;
+    c.d_in = 45;
+    c.d_out = 38;
+    c.activation_bits = abits;
+    c.ranks = {0, 6};
+    const quantized_linear layer(testing::random_params(c));
+    const auto x = testing::random_input(11, c.d_in, 12);
+    const auto ids = testing::random_ids(11, 2, 13);
+    const auto want = run(layer, x, ids);
+    // x and y as blocks of wider matrices (row strides 50 and 41).
+    matrix<float> xw(11, 50, 1e30f), yw(11, 41, -3.0f);
+    for (index_t i = 0; i < 11; ++i)
+      for (index_t k = 0; k < c.d_in; ++k) xw(i, k + 2) = x(i, k);
+    layer.forward(xw.cview().block(0, 2, 11, c.d_in), ids, yw.view().block(0, 1, 11, c.d_out));
+    bool same = true, untouched = true;
+    for (index_t i = 0; i < 11; ++i) {
+      for (index_t n = 0; n < 41; ++n) {
+        if (n >= 1 && n < 1 + c.d_out) {
+          same = same && std::memcmp(&yw(i, n), &want(i, n - 1), sizeof(float)) == 0;
+        } else {
+          untouched = untouched && yw(i, n) == -3.0f;
+        }
+      }
+    }
+    BOOST_TEST(same, "A" << abits);
+    BOOST_TEST(untouched, "A" << abits);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(zero_tokens) {
   layer_case c;
   c.ranks = {0, 3};

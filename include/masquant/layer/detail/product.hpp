@@ -284,39 +284,47 @@ inline void product(const product_args<AT>& pa, const panels<BT>& b, index_t r0,
   for (index_t k0 = 0; k0 < b.k; k0 += kc_block) {
     const index_t kn = std::min(kc_block, b.k - k0);
     const bool store = k0 == 0 && !pa.accumulate;
-    for (index_t pg = p0; pg < p1; pg += NPmax) {
+    const auto tile = [&](index_t r, index_t pg) {
       const int np = static_cast<int>(std::min<index_t>(NPmax, p1 - pg));
       const index_t col0 = pg * panel_cols;
       const BT* bp = b.panel(pg) + k0 * panel_cols;  // f32 line k or bf16 pair line k / 2
-      for (index_t r = r0; r < r1; r += MR) {
-        const int rows = static_cast<int>(std::min<index_t>(MR, r1 - r));
-        const AT* ap[MR];
-        float* cp[MR];
-        for (int i = 0; i < MR; ++i) {
-          // Rows past the end repeat the last one (computed, never stored).
-          const index_t row = r + std::min(i, rows - 1);
-          ap[i] = pa.a + row * pa.lda + k0;
-          cp[i] = i < rows ? pa.c + (pa.c_rows ? pa.c_rows[row] : row) * pa.ldc + col0 : nullptr;
-        }
-        const tile_out o{cp,
-                         rows,
-                         static_cast<int>(std::min<index_t>(pa.n - col0, np * panel_cols)),
-                         pa.col_scale ? pa.col_scale + col0 : nullptr,
-                         store && pa.bias ? pa.bias + col0 : nullptr,
-                         store};
-        dispatch_np<NPmax>(np, [&](auto npc) {
-          constexpr int NP = decltype(npc)::value;
-#if MASQUANT_LAYER_HAVE_BF16_DOT
-          if constexpr (dot) {
-            bf16_tile<NP>(ap, bp, b.stride, kn, o);
-          } else {
-            f32_tile<Arch, BT, MR, NP>(ap, bp, b.stride, kn, o);
-          }
-#else
-          f32_tile<Arch, BT, MR, NP>(ap, bp, b.stride, kn, o);
-#endif
-        });
+      const int rows = static_cast<int>(std::min<index_t>(MR, r1 - r));
+      const AT* ap[MR];
+      float* cp[MR];
+      for (int i = 0; i < MR; ++i) {
+        // Rows past the end repeat the last one (computed, never stored).
+        const index_t row = r + std::min(i, rows - 1);
+        ap[i] = pa.a + row * pa.lda + k0;
+        cp[i] = i < rows ? pa.c + (pa.c_rows ? pa.c_rows[row] : row) * pa.ldc + col0 : nullptr;
       }
+      const tile_out o{cp,
+                       rows,
+                       static_cast<int>(std::min<index_t>(pa.n - col0, np * panel_cols)),
+                       pa.col_scale ? pa.col_scale + col0 : nullptr,
+                       store && pa.bias ? pa.bias + col0 : nullptr,
+                       store};
+      dispatch_np<NPmax>(np, [&](auto npc) {
+        constexpr int NP = decltype(npc)::value;
+#if MASQUANT_LAYER_HAVE_BF16_DOT
+        if constexpr (dot) {
+          bf16_tile<NP>(ap, bp, b.stride, kn, o);
+        } else {
+          f32_tile<Arch, BT, MR, NP>(ap, bp, b.stride, kn, o);
+        }
+#else
+        f32_tile<Arch, BT, MR, NP>(ap, bp, b.stride, kn, o);
+#endif
+      });
+    };
+    if (b.k <= kc_block) {
+      // One K block (t·R: K = r): walk each row tile along its C rows, which then stream in
+      // order; the B block of the range (a few panels of r pairs) stays in L2.
+      for (index_t r = r0; r < r1; r += MR)
+        for (index_t pg = p0; pg < p1; pg += NPmax) tile(r, pg);
+    } else {
+      // Long K (x̃·L): keep one B block (kc x 64 values) in L1 for every row tile.
+      for (index_t pg = p0; pg < p1; pg += NPmax)
+        for (index_t r = r0; r < r1; r += MR) tile(r, pg);
     }
   }
 }
