@@ -194,11 +194,11 @@ inline void f32_tile(const float* const* a, const BT* b, index_t bstride, index_
 inline constexpr int bf16_mr = 6;
 inline constexpr int bf16_np = 4;
 
-/// MR x (NP·16) tile of A (bf16 rows, pairs of k) times B (bf16 panels) over k values.
-template <int NP>
+/// MR x (NP·16) tile of A (bf16 rows, pairs of k) times B (bf16 panels) over k values (MR = 6,
+/// or 1 for single rows).
+template <int MR, int NP>
 inline void bf16_tile(const std::uint16_t* const* a, const std::uint16_t* b, index_t bstride,
                       index_t k, const tile_out& o) noexcept {
-  constexpr int MR = bf16_mr;
   __m512 acc[MR][NP];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_setzero_ps();
@@ -284,14 +284,18 @@ inline void product(const product_args<AT>& pa, const panels<BT>& b, index_t r0,
   for (index_t k0 = 0; k0 < b.k; k0 += kc_block) {
     const index_t kn = std::min(kc_block, b.k - k0);
     const bool store = k0 == 0 && !pa.accumulate;
-    const auto tile = [&](index_t r, index_t pg) {
+    // A tile of MRc rows (MR, or 1 for the last one or two rows of a range: a single decode row
+    // would otherwise cost MR rows of work). Rows are independent, so the tile a row falls in
+    // does not change its bits.
+    const auto tile = [&](index_t r, index_t pg, auto mrc) {
+      constexpr int MRc = decltype(mrc)::value;
       const int np = static_cast<int>(std::min<index_t>(NPmax, p1 - pg));
       const index_t col0 = pg * panel_cols;
       const BT* bp = b.panel(pg) + k0 * panel_cols;  // f32 line k or bf16 pair line k / 2
-      const int rows = static_cast<int>(std::min<index_t>(MR, r1 - r));
-      const AT* ap[MR];
-      float* cp[MR];
-      for (int i = 0; i < MR; ++i) {
+      const int rows = static_cast<int>(std::min<index_t>(MRc, r1 - r));
+      const AT* ap[MRc];
+      float* cp[MRc];
+      for (int i = 0; i < MRc; ++i) {
         // Rows past the end repeat the last one (computed, never stored).
         const index_t row = r + std::min(i, rows - 1);
         ap[i] = pa.a + row * pa.lda + k0;
@@ -307,24 +311,31 @@ inline void product(const product_args<AT>& pa, const panels<BT>& b, index_t r0,
         constexpr int NP = decltype(npc)::value;
 #if MASQUANT_LAYER_HAVE_BF16_DOT
         if constexpr (dot) {
-          bf16_tile<NP>(ap, bp, b.stride, kn, o);
+          bf16_tile<MRc, NP>(ap, bp, b.stride, kn, o);
         } else {
-          f32_tile<Arch, BT, MR, NP>(ap, bp, b.stride, kn, o);
+          f32_tile<Arch, BT, MRc, NP>(ap, bp, b.stride, kn, o);
         }
 #else
-        f32_tile<Arch, BT, MR, NP>(ap, bp, b.stride, kn, o);
+        f32_tile<Arch, BT, MRc, NP>(ap, bp, b.stride, kn, o);
 #endif
       });
+    };
+    const auto rows_tile = [&](index_t r, index_t pg) {
+      if (r1 - r <= 2 && MR > 2) {
+        for (index_t i = r; i < r1; ++i) tile(i, pg, std::integral_constant<int, 1>{});
+      } else {
+        tile(r, pg, std::integral_constant<int, MR>{});
+      }
     };
     if (b.k <= kc_block) {
       // One K block (t·R: K = r): walk each row tile along its C rows, which then stream in
       // order; the B block of the range (a few panels of r pairs) stays in L2.
       for (index_t r = r0; r < r1; r += MR)
-        for (index_t pg = p0; pg < p1; pg += NPmax) tile(r, pg);
+        for (index_t pg = p0; pg < p1; pg += NPmax) rows_tile(r, pg);
     } else {
       // Long K (x̃·L): keep one B block (kc x 64 values) in L1 for every row tile.
       for (index_t pg = p0; pg < p1; pg += NPmax)
-        for (index_t r = r0; r < r1; r += MR) tile(r, pg);
+        for (index_t r = r0; r < r1; r += MR) rows_tile(r, pg);
     }
   }
 }
