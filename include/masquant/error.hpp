@@ -2,7 +2,6 @@
 #pragma once
 
 #include <masquant/config.hpp>
-
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -31,21 +30,32 @@ enum class errc : int {
 /// Short stable name of an error code ("shape_mismatch").
 inline const char* to_string(errc code) noexcept {
   switch (code) {
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::shape_mismatch: return "shape_mismatch";
-    case errc::non_finite: return "non_finite";
-    case errc::out_of_range: return "out_of_range";
-    case errc::overflow: return "overflow";
-    case errc::numerical_issue: return "numerical_issue";
-    case errc::io_error: return "io_error";
-    case errc::format_error: return "format_error";
-    case errc::not_supported: return "not_supported";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::shape_mismatch:
+      return "shape_mismatch";
+    case errc::non_finite:
+      return "non_finite";
+    case errc::out_of_range:
+      return "out_of_range";
+    case errc::overflow:
+      return "overflow";
+    case errc::numerical_issue:
+      return "numerical_issue";
+    case errc::io_error:
+      return "io_error";
+    case errc::format_error:
+      return "format_error";
+    case errc::not_supported:
+      return "not_supported";
   }
   return "unknown";
 }
 
 /// Writes the code's name.
-inline std::ostream& operator<<(std::ostream& out, errc code) { return out << to_string(code); }
+inline std::ostream& operator<<(std::ostream& out, errc code) {
+  return out << to_string(code);
+}
 
 /// Exception thrown by masquant; what() is one line naming the operation, tensor, row or offset.
 class error : public std::runtime_error {
@@ -69,6 +79,28 @@ std::string cat(const Args&... args) {
 
 }  // namespace detail
 
+[[noreturn]] inline void raise(errc code, const std::string& message);
+
+namespace detail {
+
+/// Runs f(), prefixing the message of any masquant::error it throws with `context` (the layer,
+/// tensor or modality the failure concerns); the code is kept.
+template <class F>
+auto with_context(const std::string& context, F&& f) -> decltype(f()) {
+#ifdef MASQUANT_NO_EXCEPTIONS
+  (void)context;
+  return f();
+#else
+  try {
+    return f();
+  } catch (const error& e) {
+    raise(e.code(), cat(context, ": ", e.what()));
+  }
+#endif
+}
+
+}  // namespace detail
+
 /// Reports an error: throws masquant::error, or under MASQUANT_NO_EXCEPTIONS prints it and aborts.
 [[noreturn]] inline void raise(errc code, const std::string& message) {
 #ifdef MASQUANT_NO_EXCEPTIONS
@@ -87,7 +119,7 @@ std::string cat(const Args&... args) {
 
 /// Checks a precondition on caller input at run time (always on); the message arguments are
 /// streamed together and evaluated only when the check fails.
-#define MASQUANT_CHECK(cond, code, ...)                                        \
-  do {                                                                         \
+#define MASQUANT_CHECK(cond, code, ...)                                           \
+  do {                                                                            \
     if (!(cond)) ::masquant::raise((code), ::masquant::detail::cat(__VA_ARGS__)); \
   } while (false)

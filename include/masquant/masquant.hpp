@@ -1,7 +1,10 @@
 // masquant.hpp: umbrella header; includes every public masquant header except the optional io
-// component (include <masquant/io/...> for safetensors, which needs nlohmann_json).
+// component (include <masquant/io/safetensors.hpp> for safetensors, which needs nlohmann_json).
 #pragma once
 
+#include <masquant/calibrate/calibrate.hpp>
+#include <masquant/calibrate/config.hpp>
+#include <masquant/calibrate/report.hpp>
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
 #include <masquant/gemm/int8_gemm.hpp>
@@ -12,6 +15,9 @@
 #include <masquant/layer/linear_params.hpp>
 #include <masquant/layer/linear_workspace.hpp>
 #include <masquant/layer/quantized_linear.hpp>
+#include <masquant/linalg/compensation.hpp>
+#include <masquant/linalg/rank_policy.hpp>
+#include <masquant/linalg/whitening.hpp>
 #include <masquant/modality/modality.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/quant/fake_quant.hpp>
@@ -27,6 +33,9 @@
 #include <masquant/smooth/problem.hpp>
 #include <masquant/smooth/smoothquant.hpp>
 #include <masquant/smooth/sqnr.hpp>
+#include <masquant/stats/channel_stats.hpp>
+#include <masquant/stats/modality_stats.hpp>
+#include <masquant/stats/serialize.hpp>
 #include <masquant/tensor/convert.hpp>
 #include <masquant/tensor/eigen.hpp>
 #include <masquant/tensor/view.hpp>

@@ -1,0 +1,153 @@
+// linear_file.hpp: the file contract of a calibrated layer — a quantized_linear_params stored
+// under a prefix P as P.qweight, P.wscale, P.smooth.<m>, P.lowrank.<m>.L/R and P.bias.
+#pragma once
+
+#include <algorithm>
+#include <masquant/error.hpp>
+#include <masquant/io/safetensors_file.hpp>
+#include <masquant/io/safetensors_writer.hpp>
+#include <masquant/layer/linear_params.hpp>
+#include <string>
+#include <vector>
+
+namespace masquant {
+
+/// Adds a calibrated layer's tensors under `prefix` (design.md "File contract"):
+/// P.qweight I8 [d_out, d_in] (4-bit levels stored one per byte), P.wscale F32 [d_out],
+/// P.smooth.<m> F32 [d_in] for every modality, P.lowrank.<m>.L F32 [d_in, r] and
+/// P.lowrank.<m>.R F32 [r, d_out] for every modality with a correction, P.bias F32 [d_out] when
+/// present. Modality names are params.modality_names (or "0", "1", ...). The bit widths belong
+/// in the file's __metadata__ (wbits, abits, as `masquant calibrate` writes). Validates first:
+/// throws as quantized_linear_params::validate(), or errc::invalid_argument for a name the
+/// writer already holds, with nothing added.
+inline void add_linear(safetensors_writer& out, const std::string& prefix,
+                       const quantized_linear_params& p) {
+  p.validate();
+  std::vector<std::string> names;
+  names.push_back(prefix + ".qweight");
+  names.push_back(prefix + ".wscale");
+  if (!p.bias.empty()) names.push_back(prefix + ".bias");
+  for (index_t m = 0; m < p.modalities(); ++m) {
+    names.push_back(prefix + ".smooth." + p.modality_name(m));
+    if (p.has_lowrank(m)) {
+      names.push_back(prefix + ".lowrank." + p.modality_name(m) + ".L");
+      names.push_back(prefix + ".lowrank." + p.modality_name(m) + ".R");
+    }
+  }
+  for (const auto& n : names)
+    MASQUANT_CHECK(!out.has(n), errc::invalid_argument, "add_linear: tensor '", n,
+                   "' was already added");
+  out.add(prefix + ".qweight", matrix_view<const std::int8_t>(p.qweight.data(), p.d_out, p.d_in));
+  out.add(prefix + ".wscale", vector_view<const float>(p.wscale.data(), p.d_out));
+  if (!p.bias.empty()) out.add(prefix + ".bias", vector_view<const float>(p.bias.data(), p.d_out));
+  for (index_t m = 0; m < p.modalities(); ++m) {
+    const auto& s = p.smooth[static_cast<std::size_t>(m)];
+    out.add(prefix + ".smooth." + p.modality_name(m), vector_view<const float>(s.data(), p.d_in));
+    if (!p.has_lowrank(m)) continue;
+    const auto& f = p.lowrank[static_cast<std::size_t>(m)];
+    out.add(prefix + ".lowrank." + p.modality_name(m) + ".L", view_of(f.L));
+    out.add(prefix + ".lowrank." + p.modality_name(m) + ".R", view_of(f.R));
+  }
+}
+
+/// Reads the calibrated layer stored under `prefix`. Modalities are those with a P.smooth.<m>
+/// tensor: `reference` first (id 0), the others in name order (ids 1, 2, ...). Float tensors
+/// may be F32, F16, BF16 or F64 (converted to float); P.qweight must be I8.
+/// weight_bits, activation_bits: from the file's __metadata__ (wbits, abits).
+/// Throws errc::format_error naming the tensor (missing, wrong rank or shape, no smoothing of
+/// the reference modality, a correction of the reference modality, L without R), and what
+/// quantized_linear_params::validate() reports.
+inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
+                                           const std::string& reference, int weight_bits,
+                                           int activation_bits) {
+  const std::string& src = file.source();
+  auto need = [&](const std::string& name) -> const tensor_info& {
+    const tensor_info* t = file.find(name);
+    MASQUANT_CHECK(t != nullptr, errc::format_error, src, ": missing tensor '", name, "'");
+    return *t;
+  };
+  auto check_shape = [&](const tensor_info& t, index_t rows, index_t cols, bool vector) {
+    const bool ok = vector ? (t.shape.rank() == 1 && t.shape[0] == cols)
+                           : (t.shape.rank() == 2 && t.shape[0] == rows && t.shape[1] == cols);
+    if (ok) return;
+    if (vector)
+      raise(errc::format_error,
+            detail::cat(src, ": tensor '", t.name, "' is ", t.shape, ", expected [", cols, "]"));
+    raise(errc::format_error, detail::cat(src, ": tensor '", t.name, "' is ", t.shape,
+                                          ", expected [", rows, ", ", cols, "]"));
+  };
+
+  quantized_linear_params p;
+  p.weight_bits = weight_bits;
+  p.activation_bits = activation_bits;
+  const tensor_info& qw = need(prefix + ".qweight");
+  MASQUANT_CHECK(qw.shape.rank() == 2, errc::format_error, src, ": tensor '", qw.name, "' is ",
+                 qw.shape, ", expected [d_out, d_in]");
+  p.d_out = qw.shape[0];
+  p.d_in = qw.shape[1];
+  p.qweight = file.load<std::int8_t>(qw.name).values();
+
+  const tensor_info& ws = need(prefix + ".wscale");
+  check_shape(ws, 1, p.d_out, true);
+  p.wscale = file.load_f32(ws.name).values();
+  if (const tensor_info* b = file.find(prefix + ".bias")) {
+    check_shape(*b, 1, p.d_out, true);
+    p.bias = file.load_f32(b->name).values();
+  }
+
+  // Modalities: every P.smooth.<m>, reference first.
+  const std::string smooth_prefix = prefix + ".smooth.";
+  std::vector<std::string> names;
+  for (const auto& t : file.tensors())
+    if (t.name.compare(0, smooth_prefix.size(), smooth_prefix) == 0 &&
+        t.name.size() > smooth_prefix.size() &&
+        t.name.find('.', smooth_prefix.size()) == std::string::npos)
+      names.push_back(t.name.substr(smooth_prefix.size()));
+  std::sort(names.begin(), names.end());
+  const auto ref = std::find(names.begin(), names.end(), reference);
+  MASQUANT_CHECK(ref != names.end(), errc::format_error, src, ": missing tensor '", smooth_prefix,
+                 reference, "' (the reference modality's smoothing)");
+  std::rotate(names.begin(), ref, ref + 1);
+  p.modality_names = names;
+  for (const auto& m : names) {
+    const tensor_info& s = need(smooth_prefix + m);
+    check_shape(s, 1, p.d_in, true);
+    p.smooth.push_back(file.load_f32(s.name).values());
+  }
+
+  p.lowrank.resize(names.size());
+  const std::string lowrank_prefix = prefix + ".lowrank.";
+  for (const auto& t : file.tensors()) {
+    if (t.name.compare(0, lowrank_prefix.size(), lowrank_prefix) != 0) continue;
+    const std::string rest = t.name.substr(lowrank_prefix.size());
+    const auto dot = rest.rfind('.');
+    const std::string m = dot == std::string::npos ? rest : rest.substr(0, dot);
+    const auto it = std::find(names.begin(), names.end(), m);
+    MASQUANT_CHECK(dot != std::string::npos && it != names.end() &&
+                       (rest.substr(dot) == ".L" || rest.substr(dot) == ".R"),
+                   errc::format_error, src, ": tensor '", t.name,
+                   "' is not P.lowrank.<m>.L or .R of a modality with P.smooth.<m>");
+    MASQUANT_CHECK(it != names.begin(), errc::format_error, src, ": tensor '", t.name,
+                   "' corrects the reference modality '", reference, "', which has no correction");
+  }
+  for (std::size_t m = 1; m < names.size(); ++m) {
+    const tensor_info* L = file.find(lowrank_prefix + names[m] + ".L");
+    const tensor_info* R = file.find(lowrank_prefix + names[m] + ".R");
+    if (!L && !R) continue;
+    MASQUANT_CHECK(L && R, errc::format_error, src, ": tensor '", lowrank_prefix, names[m],
+                   L ? ".R" : ".L", "' is missing (L and R come together)");
+    MASQUANT_CHECK(L->shape.rank() == 2 && L->shape[0] == p.d_in && L->shape[1] >= 1,
+                   errc::format_error, src, ": tensor '", L->name, "' is ", L->shape,
+                   ", expected [", p.d_in, ", r]");
+    check_shape(*R, L->shape[1], p.d_out, false);
+    const auto l = file.load_f32(L->name);
+    const auto r = file.load_f32(R->name);
+    auto& f = p.lowrank[m];
+    f.L = as_eigen(l.matrix());
+    f.R = as_eigen(r.matrix());
+  }
+  p.validate();
+  return p;
+}
+
+}  // namespace masquant

@@ -1,0 +1,256 @@
+// Tests of calibrate/calibrate.hpp: the composition of statistics, smoothing, quantization,
+// compensation and the report, against algorithm.md §11 and independent float64 math.
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <masquant/calibrate/calibrate.hpp>
+#include <masquant/layer/quantized_linear.hpp>
+#include <string>
+#include <vector>
+
+#include "support/testing.hpp"
+
+using namespace masquant;
+using masquant::testing::matrix;
+
+namespace {
+
+/// A small multimodal layer: text with two massive channels, vision larger and low-rank with
+/// 30x outlier channels of its own (the misalignment of algorithm.md §2).
+struct toy_layer {
+  matrix<float> w, text, vision, audio;
+  std::vector<float> bias;
+  index_t d_in, d_out;
+
+  toy_layer(index_t din = 48, index_t dout = 40, index_t tokens = 160, std::uint64_t seed = 7)
+      : d_in(din), d_out(dout) {
+    w = testing::random_normal(dout, din, 1.0f / std::sqrt(float(din)), seed);
+    text = testing::random_normal(tokens, din, 1.0f, seed + 1);
+    for (index_t t = 0; t < tokens; ++t) text(t, 3) = 40.0f, text(t, 17) = -35.0f;
+    const auto codes = testing::random_normal(tokens, 6, 1.0f, seed + 2);
+    const auto basis = testing::random_normal(6, din, 2.0f, seed + 3);
+    vision = matrix<float>(tokens, din);
+    for (index_t t = 0; t < tokens; ++t)
+      for (index_t j = 0; j < din; ++j) {
+        float v = 0;
+        for (index_t k = 0; k < 6; ++k) v += codes(t, k) * basis(k, j);
+        vision(t, j) = v * ((j == 5 || j == 29 || j == 40) ? 30.0f : 1.0f);
+      }
+    audio = testing::random_normal(tokens / 2, din, 1.5f, seed + 4);
+    bias.resize(static_cast<std::size_t>(dout));
+    for (index_t i = 0; i < dout; ++i) bias[std::size_t(i)] = 0.01f * float(i);
+  }
+  modality_inputs inputs() const { return {text.cview(), vision.cview(), audio.cview()}; }
+  vector_view<const float> b() const { return {bias.data(), index_t(bias.size())}; }
+};
+
+double db(const calibration_result& r, index_t m, report_stage s) {
+  return r.report.modalities[std::size_t(m)].sqnr(s);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(calibrate_suite)
+
+BOOST_AUTO_TEST_CASE(full_rank_compensation_removes_the_weight_error) {
+  // Unquantized activations, full rank, C ≻ 0 (more tokens than channels): every non-reference
+  // modality's output is exactly x·Wᵀ + b (algorithm.md §6.7, §11.4) up to float rounding, while
+  // the shared weight without compensation is not.
+  toy_layer L;
+  calibration_config c;
+  c.weight_bits = 4;
+  c.activation_bits = 16;
+  c.rank = {1.0, 0, 0};
+  c.whitening.damping = 0;
+  // With L and R in bf16 (the default deployable) the branch itself rounds to ~3 digits.
+  const auto bf16 = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  for (index_t m : {1, 2}) {
+    BOOST_TEST(db(bf16, m, report_stage::cmc) > 40.0);
+    BOOST_TEST(db(bf16, m, report_stage::cmc) < 80.0);
+  }
+  c.deploy.storage = lowrank_storage::float32;
+  const auto r = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  for (index_t m : {1, 2}) {
+    BOOST_TEST(r.report.modalities[std::size_t(m)].rank == std::min(L.d_in, L.d_out));
+    BOOST_TEST(db(r, m, report_stage::cmc) > 80.0, "modality " << m);
+    BOOST_TEST(db(r, m, report_stage::shared_no_cmc) < 40.0);
+  }
+  // The reference modality has no compensation: its cmc stage is its shared stage.
+  BOOST_TEST(db(r, 0, report_stage::cmc) == db(r, 0, report_stage::shared_no_cmc));
+  BOOST_TEST(db(r, 0, report_stage::mas_multiweight) == db(r, 0, report_stage::shared_no_cmc));
+  BOOST_TEST(r.params.lowrank[0].rank() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(per_modality_factors_fix_the_misalignment) {
+  // The merged factor is set by vision's 30x channels, over-smoothing text there (§2, §11.3).
+  toy_layer L;
+  calibration_config c;
+  c.weight_bits = 4;
+  c.activation_bits = 8;
+  const auto r = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  BOOST_TEST(db(r, 0, report_stage::mas_multiweight) > db(r, 0, report_stage::smoothquant) + 0.5);
+  // The per-modality factor of text differs from the merged one where vision dominates.
+  BOOST_TEST(r.params.smooth[0][5] < r.merged_factor[5]);
+  // Compensation brings vision back towards its own-weight quality.
+  BOOST_TEST(db(r, 1, report_stage::cmc) >= db(r, 1, report_stage::shared_no_cmc));
+  for (const auto& mr : r.report.modalities)
+    for (double v : mr.sqnr_db) BOOST_TEST(std::isfinite(v));
+}
+
+BOOST_AUTO_TEST_CASE(params_follow_the_method) {
+  toy_layer L;
+  calibration_config c;
+  c.rank = {0, 32, 0};
+  c.method = smoothing_method::rtn;
+  auto r = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  for (const auto& s : r.params.smooth)
+    for (float v : s) BOOST_TEST(v == 1.0f);
+  c.method = smoothing_method::smoothquant;
+  r = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  for (const auto& s : r.params.smooth) BOOST_TEST(s == r.merged_factor);
+  // rank 0: no compensation anywhere, and cmc equals shared_no_cmc for every modality.
+  for (index_t m = 0; m < 3; ++m) {
+    BOOST_TEST(r.params.lowrank[std::size_t(m)].rank() == 0);
+    BOOST_TEST(db(r, m, report_stage::cmc) == db(r, m, report_stage::shared_no_cmc));
+  }
+  // rtn and smoothquant stages do not depend on the method.
+  c.method = smoothing_method::mas;
+  const auto mas = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  for (index_t m = 0; m < 3; ++m) {
+    BOOST_TEST(db(mas, m, report_stage::rtn) == db(r, m, report_stage::rtn));
+    BOOST_TEST(db(mas, m, report_stage::smoothquant) == db(r, m, report_stage::smoothquant));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(qweight_is_the_reference_quantization) {
+  // Q_w(W·diag(s_ref)) recomputed independently in double: levels and scales.
+  toy_layer L(24, 16, 64);
+  calibration_config c;
+  c.weight_bits = 4;
+  const auto r = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  const auto& s = r.params.smooth[0];
+  for (index_t n = 0; n < L.d_out; ++n) {
+    float amax = 0;
+    for (index_t k = 0; k < L.d_in; ++k) amax = std::max(amax, std::abs(L.w(n, k) * s[k]));
+    const float delta = std::min(std::max(amax / 7.0f, 1e-5f), 1e4f);
+    BOOST_TEST(r.params.wscale[std::size_t(n)] == delta);
+    for (index_t k = 0; k < L.d_in; ++k) {
+      const float q = std::nearbyint((L.w(n, k) * s[k]) / delta);
+      BOOST_TEST(int(r.params.qweight[std::size_t(n * L.d_in + k)]) ==
+                 int(std::max(-7.0f, std::min(7.0f, q))));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(empty_modalities) {
+  toy_layer L;
+  matrix<float> none(0, L.d_in);
+  // A non-reference modality without tokens deploys the reference factor and no correction.
+  auto r = calibrate(L.w.cview(), L.b(), {L.text.cview(), L.vision.cview(), none.cview()});
+  BOOST_TEST(r.params.smooth[2] == r.params.smooth[0]);
+  BOOST_TEST(r.params.lowrank[2].rank() == 0);
+  BOOST_TEST(std::isnan(db(r, 2, report_stage::cmc)));
+  BOOST_TEST(r.report.modalities[2].tokens == 0);
+  // A reference without tokens takes the merged factor of the others.
+  r = calibrate(L.w.cview(), L.b(), {none.cview(), L.vision.cview()});
+  BOOST_TEST(r.params.smooth[0] == r.merged_factor);
+  BOOST_TEST(r.params.lowrank[1].rank() > 0);
+  BOOST_TEST(std::isfinite(db(r, 1, report_stage::cmc)));
+}
+
+BOOST_AUTO_TEST_CASE(deterministic_across_threads_and_runs) {
+  toy_layer L;
+  calibration_config c;
+  c.learn_steps = 5;
+  c.learning.batch_tokens = 64;
+  c.alpha_search = true;
+  const auto a = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  thread_pool pool(2);
+  c.parallel = pool.as_function();
+  const auto b = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  BOOST_TEST(a.params.qweight == b.params.qweight);
+  BOOST_TEST(a.params.wscale == b.params.wscale);
+  BOOST_TEST(a.params.smooth == b.params.smooth);
+  for (std::size_t m = 1; m < 3; ++m) {
+    BOOST_TEST((a.params.lowrank[m].L == b.params.lowrank[m].L));
+    BOOST_TEST((a.params.lowrank[m].R == b.params.lowrank[m].R));
+  }
+  for (std::size_t m = 0; m < 3; ++m)
+    BOOST_TEST(a.report.modalities[m].sqnr_db == b.report.modalities[m].sqnr_db);
+  BOOST_TEST(a.report.learning.steps == 5);
+  BOOST_TEST(a.report.learning.final_loss <= a.report.learning.initial_loss);
+}
+
+BOOST_AUTO_TEST_CASE(ids_form_equals_blocks) {
+  toy_layer L(16, 12, 20);
+  // Interleave the modalities token by token.
+  matrix<float> x(L.text.rows + L.vision.rows, L.d_in);
+  std::vector<modality_id> ids;
+  index_t t = 0, v = 0;
+  for (index_t i = 0; i < x.rows; ++i) {
+    const bool vis = (i % 3 == 1 && v < L.vision.rows) || t == L.text.rows;
+    const auto& src = vis ? L.vision : L.text;
+    const index_t row = vis ? v++ : t++;
+    for (index_t j = 0; j < L.d_in; ++j) x(i, j) = src(row, j);
+    ids.push_back(vis ? 1 : 0);
+  }
+  const auto a = calibrate(L.w.cview(), L.b(), x.cview(), vector_view<const modality_id>(ids));
+  const auto b = calibrate(L.w.cview(), L.b(), {L.text.cview(), L.vision.cview()});
+  BOOST_TEST(a.params.smooth == b.params.smooth);
+  BOOST_TEST(a.params.qweight == b.params.qweight);
+  BOOST_TEST((a.params.lowrank[1].L == b.params.lowrank[1].L));
+}
+
+BOOST_AUTO_TEST_CASE(deployable_params_build_a_linear) {
+  toy_layer L;
+  const auto r = calibrate(L.w.cview(), L.b(), L.inputs());
+  BOOST_CHECK_NO_THROW(r.params.validate());
+  const quantized_linear lin(r.params);
+  BOOST_TEST(lin.d_in() == L.d_in);
+  BOOST_TEST(r.params.modality_names == (std::vector<std::string>{"text", "vision", "audio"}));
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_names_the_problem) {
+  toy_layer L(8, 6, 10);
+  auto expect = [](auto&& f, errc code, const std::string& words) {
+    try {
+      f();
+      BOOST_ERROR("no error for " << words);
+    } catch (const error& e) {
+      BOOST_TEST(e.code() == code);
+      BOOST_TEST(std::string(e.what()).find(words) != std::string::npos, e.what());
+    }
+  };
+  auto vision = L.vision;
+  vision(4, 2) = NAN;
+  expect(
+      [&] {
+        calibrate(L.w.cview(), L.b(), {L.text.cview(), vision.cview()});
+      },
+      errc::non_finite, "modality 'vision'");
+  matrix<float> narrow(3, 7);
+  expect(
+      [&] {
+        calibrate(L.w.cview(), L.b(), {L.text.cview(), narrow.cview()});
+      },
+      errc::shape_mismatch, "'vision'");
+  auto w = L.w;
+  w(1, 1) = INFINITY;
+  expect([&] { calibrate(w.cview(), L.b(), {L.text.cview()}); }, errc::non_finite, "weight");
+  std::vector<float> short_bias(3);
+  expect([&] { calibrate(L.w.cview(), vector_view<const float>(short_bias), {L.text.cview()}); },
+         errc::shape_mismatch, "bias");
+  calibration_config c;
+  c.weight_bits = 9;
+  expect([&] { calibrate(L.w.cview(), L.b(), {L.text.cview()}, c); }, errc::invalid_argument,
+         "weight_bits");
+  matrix<float> none(0, L.d_in);
+  expect([&] { calibrate(L.w.cview(), L.b(), {none.cview()}); }, errc::invalid_argument,
+         "no calibration tokens");
+  expect(
+      [&] {
+        calibrate(L.w.cview(), L.b(), {L.text.cview()}, {}, {"a", "b"});
+      },
+      errc::invalid_argument, "names");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
