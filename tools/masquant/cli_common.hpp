@@ -1,0 +1,125 @@
+// cli_common.hpp: what the tool's commands share — flags to calibration_config, loading a
+// layer's tensors by the file contract, thread setup.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <masquant/calibrate/config.hpp>
+#include <masquant/io/safetensors.hpp>
+#include <string>
+#include <vector>
+
+#include "args.hpp"
+#include "layers.hpp"
+
+namespace masquant::cli {
+
+/// Learned-MAS steps per layer when --learn-steps is not given.
+inline constexpr index_t default_learn_steps = 50;
+
+/// The calibration_config the flags of `calibrate` (and `demo`) describe; throws usage_error
+/// naming the flag for a bad value.
+inline calibration_config config_from_flags(const parsed_args& args) {
+  calibration_config c;
+  c.weight_bits = static_cast<int>(args.get_int("wbits", 8, 2, 8));
+  c.activation_bits = static_cast<int>(args.get_int("abits", 8, 2, 16));
+  if (c.activation_bits > 8 && c.activation_bits != 16)
+    throw usage_error("--abits: expected 2..8, or 16 for unquantized activations, got " +
+                      args.get("abits"));
+  const std::string method = args.get_choice("method", "mas", {"rtn", "smoothquant", "mas"});
+  c.method = method == "rtn"           ? smoothing_method::rtn
+             : method == "smoothquant" ? smoothing_method::smoothquant
+                                       : smoothing_method::mas;
+  if (args.get("alpha") == "auto") {
+    c.alpha_search = true;
+  } else {
+    c.alpha = args.get_double("alpha", 0.5, 0.0, 1.0);
+  }
+  c.learn_steps = args.get_int("learn-steps", default_learn_steps, 0, 1000000);
+  c.learning.learning_rate = args.get_double("learning-rate", 5e-2, 1e-12, 10.0);
+  c.learning.batch_tokens = args.get_int("batch-tokens", 512, 0, 1000000000);
+  const double rank = args.get_double("rank", 0.05, 0.0, 1e9);
+  if (rank > 1 && rank != std::floor(rank))
+    throw usage_error("--rank: a ratio in [0, 1] or a whole rank > 1, got " + args.get("rank"));
+  c.rank.rank = rank;
+  c.rank.min_rank = args.get_int("min-rank", 32, 0, 1000000000);
+  const std::string whiten = args.get_choice("whiten", "cholesky", {"cholesky", "eigen", "none"});
+  c.whitening.method = whiten == "cholesky" ? whitening_method::cholesky
+                       : whiten == "eigen"  ? whitening_method::eigen
+                                            : whitening_method::none;
+  c.whitening.damping = args.get_double("damping", 1e-6, 0.0, 1e-2);
+  c.quantized_compensation = args.has("quantized-compensation");
+  c.seed = static_cast<std::uint64_t>(args.get_int("seed", 2, 0, 9223372036854775807LL));
+  return c;
+}
+
+/// Lets Eigen's own products use the threads too (they parallelise only under OpenMP).
+inline void set_eigen_threads(int threads) {
+#ifdef _OPENMP
+  Eigen::setNbThreads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+/// A calibration layer read from a file: zero-copy views where the file's layout allows.
+struct loaded_layer {
+  tensor_ref<float> weight;
+  std::vector<float> bias;
+  std::vector<std::string> names;  ///< reference first, then the others in name order
+  std::vector<tensor_ref<float>>
+      tensors;  ///< inputs by modality id (empty for a missing reference)
+  index_t d_in = 0;
+
+  vector_view<const float> bias_view() const {
+    return {bias.data(), static_cast<index_t>(bias.size())};
+  }
+  modality_inputs inputs() const {
+    modality_inputs v;
+    for (const auto& t : tensors)
+      v.push_back(t.size() ? t.matrix() : matrix_view<const float>(nullptr, 0, d_in));
+    return v;
+  }
+};
+
+/// Loads P.weight, P.bias and P.inputs.<m> of a layer, checking their shapes (errors name the
+/// tensor). The reference modality is id 0 even when the layer has no tokens of it.
+inline loaded_layer load_layer(const safetensors_file& file, const layer_entry& e,
+                               const std::string& reference) {
+  const std::string& src = file.source();
+  loaded_layer l;
+  const auto& wi = file.info(e.weight);
+  if (wi.shape.rank() != 2 || wi.shape[0] < 1 || wi.shape[1] < 1)
+    raise(errc::format_error,
+          detail::cat(src, ": tensor '", e.weight, "' is ", wi.shape, ", expected [d_out, d_in]"));
+  const index_t d_out = wi.shape[0];
+  l.d_in = wi.shape[1];
+  l.weight = file.view_f32(e.weight);
+  if (!e.bias.empty()) {
+    const auto& bi = file.info(e.bias);
+    if (bi.shape.rank() != 1 || bi.shape[0] != d_out)
+      raise(errc::format_error, detail::cat(src, ": tensor '", e.bias, "' is ", bi.shape,
+                                            ", expected [", d_out, "] (d_out of ", e.weight, ")"));
+    l.bias = file.load_f32(e.bias).values();
+  }
+  l.names.push_back(reference);
+  for (const auto& [m, name] : e.inputs)
+    if (m != reference) l.names.push_back(m);
+  for (const auto& m : l.names) {
+    const auto it = e.inputs.find(m);
+    if (it == e.inputs.end()) {
+      l.tensors.emplace_back();
+      continue;
+    }
+    const auto& xi = file.info(it->second);
+    if (xi.shape.rank() != 2 || xi.shape[1] != l.d_in)
+      raise(errc::format_error,
+            detail::cat(src, ": tensor '", it->second, "' is ", xi.shape, ", expected [tokens, ",
+                        l.d_in, "] (d_in of ", e.weight, ")"));
+    l.tensors.push_back(file.view_f32(it->second));
+  }
+  return l;
+}
+
+}  // namespace masquant::cli

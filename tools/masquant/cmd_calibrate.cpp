@@ -1,0 +1,176 @@
+// cmd_calibrate.cpp: `masquant calibrate IN -o OUT [flags]` — calibrates every layer P of IN
+// (P.weight, P.bias, P.inputs.<modality>) and writes the deployable tensors per the file contract.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <masquant/calibrate/calibrate.hpp>
+#include <masquant/io/linear_file.hpp>
+#include <masquant/io/safetensors.hpp>
+#include <masquant/version.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "args.hpp"
+#include "cli_common.hpp"
+#include "commands.hpp"
+#include "layers.hpp"
+#include "progress.hpp"
+#include "report_format.hpp"
+
+namespace masquant::cli {
+
+namespace {
+
+const command_spec calibrate_spec{
+    "calibrate",
+    "IN.safetensors -o OUT.safetensors [flags]",
+    "Calibrates every layer P of IN — P.weight [d_out, d_in], optional P.bias, and calibration\n"
+    "activations P.inputs.<modality> [tokens, d_in] — with MASQuant, and writes P.qweight,\n"
+    "P.wscale, P.smooth.<modality>, P.lowrank.<modality>.L/R and P.bias to OUT (written\n"
+    "atomically: OUT appears complete or not at all). Prints per layer and modality the output\n"
+    "SQNR (dB) of the stages rtn, smoothquant, mas_multiweight, shared_no_cmc and cmc.",
+    {"IN"},
+    {{"output", "OUT", "output file (also -o)", ""},
+     {"wbits", "N", "weight bits, 2..8 (symmetric per output channel)", "8"},
+     {"abits", "N", "activation bits, 2..8 (symmetric per token), or 16 for none", "8"},
+     {"method", "M", "rtn | smoothquant | mas", "mas"},
+     {"alpha", "A", "SmoothQuant migration strength in [0, 1], or 'auto' to search per modality",
+      "0.5"},
+     {"learn-steps", "N", "learned-MAS optimiser steps per layer (method mas; 0: none)",
+      std::to_string(default_learn_steps)},
+     {"learning-rate", "LR", "Adam learning rate of learned MAS", "0.05"},
+     {"batch-tokens", "N", "tokens per learning step (0: all)", "512"},
+     {"rank", "R", "compensation rank: a ratio of min(d_in, d_out) if <= 1, else absolute; 0: off",
+      "0.05"},
+     {"min-rank", "N", "lowest non-zero compensation rank", "32"},
+     {"reference", "NAME", "reference modality (shares the quantized weight, no correction)",
+      "text"},
+     {"whiten", "W", "cholesky | eigen | none", "cholesky"},
+     {"damping", "L", "whitening damping λ (times the mean Gram diagonal)", "1e-6"},
+     {"quantized-compensation", "", "compensate towards Q(W·diag(s_m)) (the reference's quant_cmc)",
+      ""},
+     {"threads", "N", "threads (0: all cores)", "0"},
+     {"seed", "S", "seed of the learning minibatches and the randomized SVD", "2"},
+     {"report", "FILE", "also write the report as JSON", ""}}};
+
+/// Writes text to path through a temporary file renamed into place.
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp-masquant";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      raise(errc::io_error, detail::cat("cannot write '", path, "'"));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    raise(errc::io_error, detail::cat("cannot write '", path, "'"));
+  }
+}
+
+}  // namespace
+
+int run_calibrate(const std::vector<std::string>& words) {
+  if (wants_help(words)) {
+    std::fputs(help_text(calibrate_spec).c_str(), stdout);
+    return exit_ok;
+  }
+  const auto args = parse(calibrate_spec, words);
+  // Every flag is checked before any file is read.
+  if (!args.has("output")) throw usage_error("missing -o OUT.safetensors");
+  const std::string in_path = args.positional()[0], out_path = args.get("output");
+  const std::string report_path = args.get("report");
+  calibration_config config = config_from_flags(args);
+  const std::string reference = args.get("reference", "text");
+  if (reference.empty() || reference.find('.') != std::string::npos)
+    throw usage_error("--reference: a modality name without '.', got '" + reference + "'");
+  const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  thread_pool pool(threads);
+  config.parallel = pool.as_function();
+  set_eigen_threads(pool.size());
+
+  const safetensors_file in(in_path);
+  const auto layers = find_layers(in);
+  std::vector<const layer_entry*> todo;
+  bool reference_seen = false;
+  for (const auto& [prefix, e] : layers) {
+    if (e.weight.empty()) {
+      if (!e.inputs.empty())
+        raise(errc::format_error, detail::cat(in_path, ": tensor '", e.inputs.begin()->second,
+                                              "' has no matching '", prefix, ".weight'"));
+      continue;
+    }
+    if (e.inputs.empty())
+      raise(errc::format_error,
+            detail::cat(in_path, ": layer '", prefix, "' has no calibration activations (", prefix,
+                        ".inputs.<modality>)"));
+    reference_seen |= e.inputs.count(reference) != 0;
+    todo.push_back(&e);
+  }
+  if (todo.empty())
+    raise(errc::format_error,
+          detail::cat(in_path, ": no layer to calibrate (no tensor named P.weight)"));
+  if (!reference_seen)
+    throw usage_error("--reference '" + reference + "' names no P.inputs.<modality> tensor in " +
+                      in_path);
+
+  safetensors_writer out;
+  nlohmann::json report_layers = nlohmann::json::object();
+  progress_bar bar;
+  for (std::size_t li = 0; li < todo.size(); ++li) {
+    const layer_entry& e = *todo[li];
+    const loaded_layer layer = load_layer(in, e, reference);
+    const std::string label =
+        "[" + std::to_string(li + 1) + "/" + std::to_string(todo.size()) + "] " + e.prefix;
+    config.progress = [&](const calibration_progress& p) {
+      std::string detail = p.stage;
+      if (p.stage == "learning") {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " step %td/%td loss %.4g", p.step + 1, p.steps, p.loss);
+        detail += buf;
+      }
+      bar.update(
+          label,
+          (double(li) + (p.steps ? double(p.step) / double(p.steps) : 0.0)) / double(todo.size()),
+          detail);
+    };
+    const calibration_result r = detail::with_context(detail::cat("layer '", e.prefix, "'"), [&] {
+      return calibrate(layer.weight.matrix(), layer.bias_view(), layer.inputs(), config,
+                       layer.names);
+    });
+    bar.finish();
+    add_linear(out, e.prefix, r.params);
+    report_layers[e.prefix] = report_json(r.report);
+    std::printf("%s  (%td x %td, %.2f s)\n", e.prefix.c_str(), r.params.d_out, r.params.d_in,
+                r.report.seconds.total);
+    print_report_table(stdout, r.report);
+    std::fflush(stdout);
+  }
+  out.set_metadata("format", "masquant");
+  out.set_metadata("version", version_string);
+  out.set_metadata("wbits", std::to_string(config.weight_bits));
+  out.set_metadata("abits", std::to_string(config.activation_bits));
+  out.set_metadata("reference", reference);
+  out.set_metadata("method", to_string(config.method));
+  out.set_metadata("rank", args.get("rank", "0.05"));
+  out.set_metadata("min_rank", std::to_string(config.rank.min_rank));
+  out.set_metadata("alpha", args.get("alpha", "0.5"));
+  out.set_metadata("learn_steps", std::to_string(config.learn_steps));
+  out.set_metadata("whiten", to_string(config.whitening.method));
+  out.set_metadata("seed", std::to_string(config.seed));
+  out.write(out_path);
+  if (!report_path.empty()) {
+    nlohmann::json report;
+    report["layers"] = report_layers;
+    write_text_atomically(report_path, report.dump(2) + "\n");
+  }
+  std::printf("wrote %s (%zu layers)%s%s\n", out_path.c_str(), todo.size(),
+              report_path.empty() ? "" : ", report ", report_path.c_str());
+  return exit_ok;
+}
+
+}  // namespace masquant::cli

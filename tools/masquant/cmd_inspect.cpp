@@ -1,0 +1,133 @@
+// cmd_inspect.cpp: `masquant inspect FILE` — tensors, dtypes, shapes, metadata, and per-modality
+// activation statistics of the file contract's P.inputs.<modality> / P.outputs.<modality> tensors.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <masquant/io/safetensors.hpp>
+#include <masquant/stats/channel_stats.hpp>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "args.hpp"
+#include "commands.hpp"
+#include "layers.hpp"
+
+namespace masquant::cli {
+
+namespace {
+
+const command_spec inspect_spec{
+    "inspect",
+    "FILE.safetensors",
+    "Lists the tensors of FILE (dtype, shape, byte range), its __metadata__, the layers it holds\n"
+    "by the file contract, and for every activation tensor (P.inputs.<modality>, "
+    "P.outputs.<modality>)\n"
+    "per-channel statistics: tokens, channels, the largest channel absmax and which channels hold "
+    "the\n"
+    "largest ones, the median channel absmax, mean and RMS. Exits with 1 when an activation "
+    "tensor\n"
+    "holds NaN or Inf (after printing everything).",
+    {"FILE"},
+    {}};
+
+std::string shape_string(const tensor_shape& s) {
+  std::ostringstream out;
+  out << s;
+  return out.str();
+}
+
+/// Prints one activation tensor's statistics row; false when it holds a non-finite value.
+bool print_activation_stats(const safetensors_file& file, const std::string& label,
+                            const std::string& name) {
+  const auto& info = file.info(name);
+  if (info.shape.rank() != 2) {
+    std::printf("    %-10s %s is not [tokens, channels]\n", label.c_str(),
+                shape_string(info.shape).c_str());
+    return true;
+  }
+  const auto x = file.view_f32(name);
+  channel_stats stats(x.cols());
+  try {
+    stats.add(x.matrix());
+  } catch (const error& e) {
+    if (e.code() != errc::non_finite) throw;
+    std::printf("    %-10s NON-FINITE: %s\n", label.c_str(), e.what());
+    return false;
+  }
+  const Eigen::VectorXd absmax = stats.absmax();
+  const Eigen::VectorXd mean = stats.mean();
+  const Eigen::VectorXd var = stats.variance();
+  const index_t c = x.cols();
+  std::vector<index_t> order(static_cast<std::size_t>(c));
+  std::iota(order.begin(), order.end(), index_t{0});
+  std::sort(order.begin(), order.end(), [&](index_t a, index_t b) {
+    return absmax(a) > absmax(b) || (absmax(a) == absmax(b) && a < b);
+  });
+  const double max_abs = c ? absmax(order.front()) : 0.0;
+  const double median = c ? absmax(order[static_cast<std::size_t>(c / 2)]) : 0.0;
+  double mean_all = 0, sq_all = 0;
+  for (index_t j = 0; j < c; ++j) {
+    mean_all += mean(j);
+    sq_all += var(j) + mean(j) * mean(j);
+  }
+  mean_all = c ? mean_all / double(c) : 0.0;
+  const double rms = c ? std::sqrt(sq_all / double(c)) : 0.0;
+  std::string top;
+  for (index_t k = 0; k < std::min<index_t>(3, c); ++k) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%td:%.3g", k ? " " : "", order[static_cast<std::size_t>(k)],
+                  absmax(order[static_cast<std::size_t>(k)]));
+    top += buf;
+  }
+  std::printf("    %-10s %8td %8td %10.4g %10.4g %8.1fx %10.4g %10.4g  %s\n", label.c_str(),
+              x.rows(), c, max_abs, median, median > 0 ? max_abs / median : 0.0, mean_all, rms,
+              top.c_str());
+  return true;
+}
+
+}  // namespace
+
+int run_inspect(const std::vector<std::string>& words) {
+  if (wants_help(words)) {
+    std::fputs(help_text(inspect_spec).c_str(), stdout);
+    return exit_ok;
+  }
+  const auto args = parse(inspect_spec, words);
+  const safetensors_file file(args.positional()[0]);
+
+  std::printf("%s: %llu bytes, header %llu bytes, %zu tensors\n", file.source().c_str(),
+              static_cast<unsigned long long>(file.file_size()),
+              static_cast<unsigned long long>(file.header_size()), file.tensors().size());
+  if (!file.metadata().empty()) {
+    std::printf("\nmetadata:\n");
+    for (const auto& [k, v] : file.metadata()) std::printf("  %s = %s\n", k.c_str(), v.c_str());
+  }
+  std::printf("\ntensors:\n  %-52s %-5s %-16s %s\n", "name", "dtype", "shape", "bytes");
+  for (const auto& t : file.tensors())
+    std::printf("  %-52s %-5s %-16s %llu\n", t.name.c_str(), to_string(t.type),
+                shape_string(t.shape).c_str(), static_cast<unsigned long long>(t.byte_size()));
+
+  const auto layers = find_layers(file);
+  bool finite = true;
+  if (!layers.empty()) {
+    std::printf("\nlayers (%zu):\n", layers.size());
+    for (const auto& [prefix, e] : layers) {
+      std::string kind = !e.qweight.empty()  ? "calibrated"
+                         : !e.weight.empty() ? "float"
+                                             : "activations";
+      std::printf("  %s (%s)\n", prefix.c_str(), kind.c_str());
+      if (e.inputs.empty() && e.outputs.empty()) continue;
+      std::printf("    %-10s %8s %8s %10s %10s %9s %10s %10s  %s\n", "modality", "tokens",
+                  "channels", "absmax", "median", "max/med", "mean", "rms",
+                  "top channels (index:absmax)");
+      for (const auto& [m, name] : e.inputs) finite &= print_activation_stats(file, m, name);
+      for (const auto& [m, name] : e.outputs)
+        finite &= print_activation_stats(file, m + " (out)", name);
+    }
+  }
+  return finite ? exit_ok : exit_failure;
+}
+
+}  // namespace masquant::cli

@@ -1,0 +1,65 @@
+// main.cpp: the masquant command-line tool: dispatches to a command and maps failures to exit
+// codes.
+#include <cstdio>
+#include <exception>
+#include <masquant/error.hpp>
+#include <masquant/version.hpp>
+#include <string>
+#include <vector>
+
+#include "args.hpp"
+#include "commands.hpp"
+
+namespace {
+
+const char* const usage_text =
+    "usage: masquant <command> [arguments]\n"
+    "\n"
+    "Modality-aware smoothing quantization (MASQuant) for multimodal LLM linears.\n"
+    "\n"
+    "commands:\n"
+    "  demo        run the whole pipeline on an embedded synthetic multimodal layer\n"
+    "  calibrate   calibrate and quantize every layer of a safetensors file\n"
+    "  forward     run calibrated layers (INT8 GEMM path) on activations\n"
+    "  inspect     list a safetensors file's tensors, metadata and activation statistics\n"
+    "\n"
+    "'masquant <command> --help' describes a command. Exit codes: 0 success, 1 failure\n"
+    "(bad input data, I/O, numerics), 2 bad command line.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace masquant::cli;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::fputs(usage_text, stderr);
+    return exit_usage;
+  }
+  const std::string command = args.front();
+  args.erase(args.begin());
+  try {
+    if (command == "-h" || command == "--help" || command == "help") {
+      std::fputs(usage_text, stdout);
+      return exit_ok;
+    }
+    if (command == "--version" || command == "version") {
+      std::printf("masquant %s\n", masquant::version_string);
+      return exit_ok;
+    }
+    if (command == "demo") return run_demo(args);
+    if (command == "calibrate") return run_calibrate(args);
+    if (command == "forward") return run_forward(args);
+    if (command == "inspect") return run_inspect(args);
+    throw usage_error("unknown command '" + command + "'");
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "masquant: %s (see 'masquant %s--help')\n", e.what(),
+                 command.rfind('-', 0) == 0 ? "" : (command + " ").c_str());
+    return exit_usage;
+  } catch (const masquant::error& e) {
+    std::fprintf(stderr, "masquant: error: %s\n", e.what());
+    return exit_failure;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "masquant: error: %s\n", e.what());
+    return exit_failure;
+  }
+}
