@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <masquant/gemm/int8_gemm.hpp>
@@ -351,6 +352,7 @@ using key = std::tuple<index_t, index_t, index_t, int>;  // K, N, M, threads
 using times = std::map<std::string, double>;             // participant -> seconds per call
 std::map<key, times> mean_seconds;                       // separate mode: mean per call
 std::map<key, times> median_seconds;                     // paired mode: median per call
+std::map<key, times> median_cpu_seconds;  // paired mode, 1 thread: median thread CPU time per call
 
 bool is_ours(const std::string& name) {
   return name.rfind("ours", 0) == 0;
@@ -417,13 +419,26 @@ void run_separate(benchmark::State& state, shape s, index_t m, int threads, std:
   last = p.name;
 }
 
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+double median(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 // Paired mode: one benchmark per problem; every iteration calls each participant once, in turn,
 // and times each call, so all of them see the same conditions; the median call of each is
-// compared. Peers that leave threads spinning get 2 ms (untimed) to park them before masquant
-// runs with more than one thread.
+// compared. With one thread every participant runs on this thread, so its CPU time per call is
+// recorded too (a descheduled thread does not count: robust to other jobs time-slicing the
+// core). Peers that leave threads spinning get 2 ms (untimed) to park them before masquant runs
+// with more than one thread.
 void run_paired(benchmark::State& state, shape s, index_t m, int threads, bool fp32_peers) {
   auto all = participants(s, m, threads, fp32_peers);
-  std::vector<std::vector<double>> samples(all.size());
+  std::vector<std::vector<double>> wall(all.size()), cpu(all.size());
   std::size_t i = 0;
   for (auto _ : state) {
     bool spinning = false;
@@ -436,9 +451,11 @@ void run_paired(benchmark::State& state, shape s, index_t m, int threads, bool f
       }
       // A distinct rotating copy for every call: no participant reads weights another just
       // pulled into the cache.
+      const double c0 = thread_cpu_seconds();
       const auto t0 = clock_type::now();
       all[p].call(i * all.size() + p);
-      samples[p].push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+      wall[p].push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+      cpu[p].push_back(thread_cpu_seconds() - c0);
       spinning = spinning || all[p].spins;
     }
     ++i;
@@ -446,10 +463,9 @@ void run_paired(benchmark::State& state, shape s, index_t m, int threads, bool f
   const key id{s.k, s.n, m, threads};
   times& t = median_seconds[id];
   for (std::size_t p = 0; p < all.size(); ++p) {
-    auto& v = samples[p];
-    if (v.empty()) continue;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    t[all[p].name] = v[v.size() / 2];
+    if (wall[p].empty()) continue;
+    t[all[p].name] = median(wall[p]);
+    if (threads == 1) median_cpu_seconds[id][all[p].name] = median(cpu[p]);
   }
   if (t.count("ours_int8") != 0) {
     ratio_counters(state, t, "ours_int8");
@@ -584,5 +600,7 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   print_summary(mean_seconds, "Ratios of the mean time per call (fastest run of each):");
   print_summary(median_seconds, "Ratios of the median call, participants interleaved (paired):");
+  print_summary(median_cpu_seconds,
+                "Paired, 1 thread: ratios of the median thread CPU time per call:");
   return 0;
 }
