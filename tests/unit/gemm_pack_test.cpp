@@ -5,6 +5,7 @@
 #include <limits>
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
+#include <masquant/quant/int4.hpp>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,17 @@ BOOST_AUTO_TEST_CASE(pack_int4_reads_two_nibbles_per_byte) {
                           from_values.data()),
                "K=" << k);
   }
+}
+
+BOOST_AUTO_TEST_CASE(pack_int4_reads_the_quant_layers_int4_storage) {
+  const index_t n = 7, k = 33;
+  const auto w = testing::random_int8(n, k, -8, 7, 10);
+  matrix<std::uint8_t> stored(n, int4_packed_cols(k));
+  pack_int4(w.cview(), stored.view());
+  const std::vector<float> s(n, 1.0f);
+  const auto a = packed_weights::pack_int4(stored.cview(), k, s);
+  const auto b = packed_weights::pack(w.cview(), s, 4);
+  BOOST_TEST(std::equal(a.data(), a.data() + a.packed_bytes(), b.data()));
 }
 
 BOOST_AUTO_TEST_CASE(copies_are_deep_and_moves_empty_the_source) {

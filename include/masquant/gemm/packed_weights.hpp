@@ -87,8 +87,9 @@ class packed_weights {
 
   /// Packs 4-bit weights given as nibbles: `nibbles` is [N, ceil(K / 2)], value (n, k) is the low
   /// nibble of byte k / 2 for even k and the high nibble for odd k, two's complement in [-8, 7]
-  /// (the high nibble of the last byte is ignored when K is odd). Errors as pack(), plus
-  /// errc::shape_mismatch when nibbles.cols() != ceil(K / 2).
+  /// (the high nibble of the last byte is ignored when K is odd) — the storage masquant::pack_int4
+  /// (quant/int4.hpp) writes. Errors as pack(), plus errc::shape_mismatch when
+  /// nibbles.cols() != ceil(K / 2).
   static packed_weights pack_int4(matrix_view<const std::uint8_t> nibbles, index_t k,
                                   vector_view<const float> scale) {
     MASQUANT_CHECK(k >= 0, errc::invalid_argument, "packed_weights::pack_int4: negative K ", k);
