@@ -22,6 +22,56 @@
 
 #include "support/layer_testing.hpp"
 
+// Counts heap allocations while `counting` is set (replaces the global operator new).
+namespace {
+std::atomic<long> allocations{0};
+std::atomic<bool> counting{false};
+void* counted_alloc(std::size_t n, std::size_t align) {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+  void* p = align <= alignof(std::max_align_t)
+                ? std::malloc(n ? n : 1)
+                : std::aligned_alloc(align, (n + align - 1) / align * align);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+void* operator new(std::size_t n) {
+  return counted_alloc(n, 0);
+}
+void* operator new[](std::size_t n) {
+  return counted_alloc(n, 0);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+
 using namespace masquant;
 using masquant::testing::layer_case;
 using masquant::testing::matrix;
@@ -53,6 +103,10 @@ double worst_ratio(const quantized_linear& layer, const matrix<float>& x,
     }
   }
   return worst;
+}
+
+vector_view<const modality_id> ids_view_prefix(const std::vector<modality_id>& ids, index_t n) {
+  return vector_view<const modality_id>(ids.data(), n);
 }
 
 bool bitwise_equal(const matrix<float>& a, const matrix<float>& b) {
@@ -391,6 +445,39 @@ BOOST_AUTO_TEST_CASE(strided_views_give_the_same_result) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(steady_state_calls_do_not_allocate) {
+  // After a first call has sized the workspace (and this thread's row buffer), forward allocates
+  // nothing: prefill with the low-rank branch, decode, the float32 branch and A16.
+  for (int abits : {8, 16}) {
+    layer_case c;
+    c.d_in = 200;
+    c.d_out = 150;
+    c.activation_bits = abits;
+    c.ranks = {0, 12, 0, 7};
+    const quantized_linear layer(testing::random_params(c));
+    const auto x = testing::random_input(70, c.d_in, 41);
+    const auto ids = testing::random_ids(70, 4, 42);
+    matrix<float> y(70, c.d_out);
+    linear_workspace ws;
+    forward_options opt, opt32;
+    opt.workspace = opt32.workspace = &ws;
+    opt32.lowrank = lowrank_compute::float32;
+    const auto calls = [&] {
+      layer.forward(x.cview(), ids, y.view(), opt);
+      layer.forward(x.cview(), y.view(), opt);
+      layer.forward(x.cview(), ids, y.view(), opt32);
+      layer.forward(x.cview().middle_rows(0, 5), ids_view_prefix(ids, 5),
+                    y.view().middle_rows(0, 5), opt);
+    };
+    calls();
+    allocations = 0;
+    counting = true;
+    calls();
+    counting = false;
+    BOOST_TEST(allocations.load() == 0, "A" << abits);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(zero_tokens) {
   layer_case c;
   c.ranks = {0, 3};
@@ -415,6 +502,65 @@ BOOST_AUTO_TEST_CASE(every_gemm_kernel_meets_the_bound) {
     forward_options opt;
     opt.isa = isa;
     BOOST_TEST(worst_ratio(layer, x, ids, opt) <= 1.0, to_string(isa));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(scalar_fallback_kernels_match_the_vector_ones) {
+  // The paths taken when xsimd has no instruction set (Arch = xsimd::unavailable): the token
+  // pass is bit-identical, the float product equal within float rounding of its dot products.
+  using namespace masquant::detail::layer;
+  const index_t m = 9, k = 37, n = 21;
+  const auto x = testing::random_input(m, k, 31);
+  const auto bm = testing::random_normal(k, n, 1.0f, 32);
+  const std::vector<std::vector<float>> smooth = {std::vector<float>(k, 0.7f)};
+  std::vector<std::int8_t> q1(m * k), q2(m * k);
+  std::vector<float> s1(m), s2(m);
+  std::vector<std::int32_t> sum1(m), sum2(m);
+  for (int variant = 0; variant < 2; ++variant) {
+    token_pass_args t;
+    t.x = x.cview();
+    t.smooth = &smooth;
+    t.bits = 8;
+    t.q = (variant ? q2 : q1).data();
+    t.scale = (variant ? s2 : s1).data();
+    t.sum = (variant ? sum2 : sum1).data();
+    if (variant) {
+      token_pass<xsimd::unavailable>(t, 0, m);
+    } else {
+      token_pass<xsimd::default_arch>(t, 0, m);
+    }
+  }
+  BOOST_TEST(q1 == q2);
+  BOOST_TEST(s1 == s2);
+  BOOST_TEST(sum1 == sum2);
+
+  const auto b16 = pack_bf16(k, n, [&](index_t i, index_t c) { return bm(i, c); });
+  const auto b32 = pack_f32(k, n, [&](index_t i, index_t c) { return bm(i, c); });
+  matrix<float> a(m, round_up(k, 16));  // rows padded with zeros for the bf16 pairs
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < k; ++j) a(i, j) = x(i, j);
+  for (int storage = 0; storage < 2; ++storage) {
+    matrix<float> c1(m, n), c2(m, n);
+    for (int variant = 0; variant < 2; ++variant) {
+      product_args<float> pa;
+      pa.a = a.data.data();
+      pa.lda = a.cols;
+      pa.c = (variant ? c2 : c1).data.data();
+      pa.ldc = n;
+      pa.n = n;
+      if (storage == 0 && variant == 0) product<xsimd::default_arch>(pa, b16, 0, m, 0, b16.count);
+      if (storage == 0 && variant == 1) product<xsimd::unavailable>(pa, b16, 0, m, 0, b16.count);
+      if (storage == 1 && variant == 0) product<xsimd::default_arch>(pa, b32, 0, m, 0, b32.count);
+      if (storage == 1 && variant == 1) product<xsimd::unavailable>(pa, b32, 0, m, 0, b32.count);
+    }
+    for (index_t i = 0; i < m; ++i) {
+      for (index_t c = 0; c < n; ++c) {
+        double mag = 0.0;
+        for (index_t j = 0; j < k; ++j) mag += std::abs(double(x(i, j)) * bm(j, c));
+        BOOST_TEST(std::abs(double(c1(i, c)) - c2(i, c)) <= 2.0 * (k + 2) * FLT_EPSILON * mag,
+                   "storage " << storage << " (" << i << ", " << c << ")");
+      }
+    }
   }
 }
 

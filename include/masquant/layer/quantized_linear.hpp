@@ -157,10 +157,12 @@ class quantized_linear {
     return ws;
   }
 
-  static void run(const parallel_for_fn& parallel, index_t count,
-                  const std::function<void(index_t)>& task) {
+  // Runs task(0..count) on `parallel` (serially without one). The std::function wraps a
+  // reference to the task, which never allocates, whatever the task captures.
+  template <class Task>
+  static void run(const parallel_for_fn& parallel, index_t count, const Task& task) {
     if (parallel && count > 1) {
-      parallel(count, task);
+      parallel(count, std::function<void(index_t)>(std::cref(task)));
     } else {
       for (index_t i = 0; i < count; ++i) task(i);
     }
