@@ -13,7 +13,6 @@
 #include <masquant/parallel.hpp>
 #include <masquant/tensor/view.hpp>
 #include <string>
-#include <utility>
 
 namespace masquant {
 
