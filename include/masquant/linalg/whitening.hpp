@@ -10,6 +10,7 @@
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
 #include <masquant/linalg/detail/checks.hpp>
+#include <optional>
 #include <ostream>
 
 namespace masquant {
@@ -85,7 +86,7 @@ class whitening {
     check_rows(m.rows(), "apply");
     switch (method_) {
       case whitening_method::cholesky:
-        return llt_.matrixU() * m;
+        return llt_->matrixU() * m;
       case whitening_method::eigen:
         return root_.asDiagonal() * (eigenvectors_.transpose() * m);
       case whitening_method::none:
@@ -101,7 +102,7 @@ class whitening {
     check_rows(m.rows(), "apply_inverse");
     switch (method_) {
       case whitening_method::cholesky:
-        return llt_.matrixU().solve(m);
+        return llt_->matrixU().solve(m);
       case whitening_method::eigen:
         return eigenvectors_ * (root_.cwiseInverse().asDiagonal() * m);
       case whitening_method::none:
@@ -114,7 +115,7 @@ class whitening {
   Eigen::MatrixXd matrix() const {
     switch (method_) {
       case whitening_method::cholesky:
-        return llt_.matrixU();
+        return llt_->matrixU();
       case whitening_method::eigen:
         return root_.asDiagonal() * eigenvectors_.transpose();
       case whitening_method::none:
@@ -137,7 +138,9 @@ class whitening {
   whitening_method method_ = whitening_method::none;
   bool zero_gram_ = false;
   double damping_ = 0, shift_ = 0;
-  Eigen::LLT<Eigen::MatrixXd> llt_;
+  // Engaged only for Cholesky: a default-constructed LLT leaves its status uninitialised, and
+  // copying that is undefined behaviour.
+  std::optional<Eigen::LLT<Eigen::MatrixXd>> llt_;
   Eigen::MatrixXd eigenvectors_;  // U, eigen method
   Eigen::VectorXd root_;          // diag of Λ^½ after damping and flooring, eigen method
 };
@@ -189,10 +192,10 @@ whitening make_whitening(const Eigen::MatrixBase<Derived>& gram_in,
   }
   double lambda = options.damping;
   if (options.method == whitening_method::cholesky) {
-    w.llt_ = Eigen::LLT<Eigen::MatrixXd>(d);
+    w.llt_.emplace(d);
     for (;;) {
-      w.llt_.compute(gram + Eigen::MatrixXd::Identity(d, d) * (lambda * mean_diag));
-      if (w.llt_.info() == Eigen::Success) break;
+      w.llt_->compute(gram + Eigen::MatrixXd::Identity(d, d) * (lambda * mean_diag));
+      if (w.llt_->info() == Eigen::Success) break;
       const double next = lambda == 0 ? 1e-12 : 10 * lambda;
       MASQUANT_CHECK(next <= options.max_damping * (1 + 1e-9), errc::numerical_issue,
                      "make_whitening: Cholesky of gram (", d, "x", d,
