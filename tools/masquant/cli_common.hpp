@@ -63,6 +63,19 @@ inline void set_eigen_threads(int threads) {
 #endif
 }
 
+/// Throws errc::non_finite naming the tensor, row and column of its first NaN or Inf (the file's
+/// tensors are checked as they are loaded, so the message names the tensor, not a modality).
+inline void check_finite(const std::string& src, const std::string& name,
+                         matrix_view<const float> x) {
+  for (index_t r = 0; r < x.rows(); ++r) {
+    const float* row = x.row_data(r);
+    for (index_t c = 0; c < x.cols(); ++c)
+      if (!std::isfinite(row[c]))
+        raise(errc::non_finite, detail::cat(src, ": tensor '", name, "' has the non-finite value ",
+                                            row[c], " at row ", r, ", column ", c));
+  }
+}
+
 /// A calibration layer read from a file: zero-copy views where the file's layout allows.
 struct loaded_layer {
   tensor_ref<float> weight;
@@ -96,12 +109,14 @@ inline loaded_layer load_layer(const safetensors_file& file, const layer_entry& 
   const index_t d_out = wi.shape[0];
   l.d_in = wi.shape[1];
   l.weight = file.view_f32(e.weight);
+  check_finite(src, e.weight, l.weight.matrix());
   if (!e.bias.empty()) {
     const auto& bi = file.info(e.bias);
     if (bi.shape.rank() != 1 || bi.shape[0] != d_out)
       raise(errc::format_error, detail::cat(src, ": tensor '", e.bias, "' is ", bi.shape,
                                             ", expected [", d_out, "] (d_out of ", e.weight, ")"));
     l.bias = file.load_f32(e.bias).values();
+    check_finite(src, e.bias, matrix_view<const float>(l.bias.data(), 1, d_out));
   }
   l.names.push_back(reference);
   for (const auto& [m, name] : e.inputs)
@@ -118,6 +133,7 @@ inline loaded_layer load_layer(const safetensors_file& file, const layer_entry& 
             detail::cat(src, ": tensor '", it->second, "' is ", xi.shape, ", expected [tokens, ",
                         l.d_in, "] (d_in of ", e.weight, ")"));
     l.tensors.push_back(file.view_f32(it->second));
+    check_finite(src, it->second, l.tensors.back().matrix());
   }
   return l;
 }

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   using namespace masquant::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    std::fputs(usage_text, stderr);
+    std::fputs("masquant: missing command (see 'masquant --help')\n", stderr);
     return exit_usage;
   }
   const std::string command = args.front();
