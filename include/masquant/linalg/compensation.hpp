@@ -16,6 +16,7 @@
 #include <masquant/linalg/whitening.hpp>
 #include <optional>
 #include <ostream>
+#include <type_traits>
 
 namespace masquant {
 
@@ -49,7 +50,7 @@ enum class residual_mode {
   automatic,  ///< on the exact path, where it is cheap next to the SVD; not on the randomized
               ///< path nor for rank 0
   always,     ///< also on the randomized path, for d_out·d_in²/2 + d_in²·r more multiply-adds
-              ///< (about +70% time when d_in = d_out), and for rank 0 (d_out·d_in²/2)
+              ///< (+60–90% time at d_in = d_out), and for rank 0 (d_out·d_in²/2)
   never,
 };
 
@@ -141,6 +142,9 @@ compensation compute_compensation(const Eigen::MatrixBase<DeltaW>& delta_w_in,
                                   const rank_policy& policy = {},
                                   const whitening_options& whiten = {},
                                   const svd_options& svd = {}) {
+  static_assert(std::is_same_v<typename DeltaW::Scalar, double> &&
+                    std::is_same_v<typename Gram::Scalar, double>,
+                "compute_compensation: delta_w and gram must be double (use .cast<double>())");
   constexpr const char* op = "compute_compensation";
   // Plain double matrices and maps bind without a copy; expressions are evaluated once.
   const Eigen::Ref<const Eigen::MatrixXd> delta_w(delta_w_in.derived()), gram(gram_in.derived());

@@ -12,6 +12,7 @@
 #include <masquant/linalg/detail/checks.hpp>
 #include <optional>
 #include <ostream>
+#include <type_traits>
 
 namespace masquant {
 
@@ -177,6 +178,8 @@ whitening make_whitening(const Eigen::MatrixBase<Derived>& gram_in,
   MASQUANT_CHECK(std::isfinite(options.max_damping) && options.max_damping >= options.damping,
                  errc::invalid_argument, "make_whitening: max_damping (", options.max_damping,
                  ") must be finite and >= damping (", options.damping, ")");
+  static_assert(std::is_same_v<typename Derived::Scalar, double>,
+                "make_whitening: the gram must be double (use .cast<double>())");
   // A function template (like every heavy entry point of linalg), so that Eigen's decompositions
   // are compiled only in the translation units that use them.
   const Eigen::Ref<const Eigen::MatrixXd> gram(gram_in.derived());
