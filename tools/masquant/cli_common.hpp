@@ -11,12 +11,10 @@
 #include <vector>
 
 #include "args.hpp"
+#include "command_specs.hpp"
 #include "layers.hpp"
 
 namespace masquant::cli {
-
-/// Learned-MAS steps per layer when --learn-steps is not given.
-inline constexpr index_t default_learn_steps = 50;
 
 /// The calibration_config the flags of `calibrate` (and `demo`) describe; throws usage_error
 /// naming the flag for a bad value.
@@ -74,6 +72,42 @@ inline void check_finite(const std::string& src, const std::string& name,
         raise(errc::non_finite, detail::cat(src, ": tensor '", name, "' has the non-finite value ",
                                             row[c], " at row ", r, ", column ", c));
   }
+}
+
+/// What `forward` needs from a MODEL's __metadata__ (written by `masquant calibrate`).
+struct model_metadata {
+  int wbits = 0, abits = 0;
+  std::string reference;
+};
+
+/// Reads format (must be "masquant"), wbits, abits (decimal, at most 3 digits; their ranges are
+/// checked when a layer is loaded) and reference (non-empty); throws errc::format_error naming
+/// the file and the key.
+inline model_metadata read_model_metadata(const safetensors_file& f) {
+  const auto& meta = f.metadata();
+  const auto format = meta.find("format");
+  MASQUANT_CHECK(format != meta.end() && format->second == "masquant", errc::format_error,
+                 f.source(),
+                 ": not a 'masquant calibrate' output (__metadata__ format is not 'masquant')");
+  auto bits = [&](const std::string& key) {
+    const auto it = meta.find(key);
+    MASQUANT_CHECK(it != meta.end(), errc::format_error, f.source(), ": __metadata__ has no '", key,
+                   "' (is it a 'masquant calibrate' output?)");
+    const std::string& v = it->second;
+    const bool digits =
+        !v.empty() && v.size() <= 3 && v.find_first_not_of("0123456789") == std::string::npos;
+    MASQUANT_CHECK(digits, errc::format_error, f.source(), ": __metadata__ '", key, "' is '", v,
+                   "', expected a bit width");
+    return std::stoi(v);
+  };
+  model_metadata m;
+  m.wbits = bits("wbits");
+  m.abits = bits("abits");
+  const auto ref = meta.find("reference");
+  MASQUANT_CHECK(ref != meta.end() && !ref->second.empty(), errc::format_error, f.source(),
+                 ": __metadata__ has no 'reference'");
+  m.reference = ref->second;
+  return m;
 }
 
 /// A calibration layer read from a file: zero-copy views where the file's layout allows.

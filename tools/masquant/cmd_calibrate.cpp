@@ -13,6 +13,7 @@
 
 #include "args.hpp"
 #include "cli_common.hpp"
+#include "command_specs.hpp"
 #include "commands.hpp"
 #include "layers.hpp"
 #include "progress.hpp"
@@ -21,38 +22,6 @@
 namespace masquant::cli {
 
 namespace {
-
-const command_spec calibrate_spec{
-    "calibrate",
-    "IN.safetensors -o OUT.safetensors [flags]",
-    "Calibrates every layer P of IN — P.weight [d_out, d_in], optional P.bias, and calibration\n"
-    "activations P.inputs.<modality> [tokens, d_in] — with MASQuant, and writes P.qweight,\n"
-    "P.wscale, P.smooth.<modality>, P.lowrank.<modality>.L/R and P.bias to OUT (written\n"
-    "atomically: OUT appears complete or not at all). Prints per layer and modality the output\n"
-    "SQNR (dB) of the stages rtn, smoothquant, mas_multiweight, shared_no_cmc and cmc.",
-    {"IN"},
-    {{"output", "OUT", "output file (also -o)", ""},
-     {"wbits", "N", "weight bits, 2..8 (symmetric per output channel)", "8"},
-     {"abits", "N", "activation bits, 2..8 (symmetric per token), or 16 for none", "8"},
-     {"method", "M", "rtn | smoothquant | mas", "mas"},
-     {"alpha", "A", "SmoothQuant migration strength in [0, 1], or 'auto' to search per modality",
-      "0.5"},
-     {"learn-steps", "N", "learned-MAS optimiser steps per layer (method mas; 0: none)",
-      std::to_string(default_learn_steps)},
-     {"learning-rate", "LR", "Adam learning rate of learned MAS", "0.05"},
-     {"batch-tokens", "N", "tokens per learning step (0: all)", "512"},
-     {"rank", "R", "compensation rank: a ratio of min(d_in, d_out) if <= 1, else absolute; 0: off",
-      "0.05"},
-     {"min-rank", "N", "lowest non-zero compensation rank", "32"},
-     {"reference", "NAME", "reference modality (shares the quantized weight, no correction)",
-      "text"},
-     {"whiten", "W", "cholesky | eigen | none", "cholesky"},
-     {"damping", "L", "whitening damping λ (times the mean Gram diagonal)", "1e-6"},
-     {"quantized-compensation", "", "compensate towards Q(W·diag(s_m)) (the reference's quant_cmc)",
-      ""},
-     {"threads", "N", "threads (0: all cores)", "0"},
-     {"seed", "S", "seed of the learning minibatches and the randomized SVD", "2"},
-     {"report", "FILE", "also write the report as JSON", ""}}};
 
 /// Writes text to path through a temporary file renamed into place.
 void write_text_atomically(const std::string& path, const std::string& text) {

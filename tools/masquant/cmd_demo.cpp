@@ -11,6 +11,7 @@
 
 #include "args.hpp"
 #include "cli_common.hpp"
+#include "command_specs.hpp"
 #include "commands.hpp"
 #include "progress.hpp"
 #include "report_format.hpp"
@@ -20,24 +21,6 @@
 namespace masquant::cli {
 
 namespace {
-
-const command_spec demo_spec{
-    "demo",
-    "[flags]",
-    "Builds an embedded synthetic multimodal layer (text with a few massive-activation channels;\n"
-    "vision larger, low-rank, with outlier channels of its own; audio in between), calibrates it\n"
-    "with MASQuant at W8A8, W4A8 and W4A6, prints the output SQNR (dB, higher is better) of every\n"
-    "stage per modality, and writes a figure: the per-channel activation absmax of each modality,\n"
-    "and the whitened singular-value spectra with the chosen compensation rank.",
-    {},
-    {{"dim", "D", "layer width d_in = d_out", "2048"},
-     {"tokens", "N", "calibration tokens per modality", "512"},
-     {"learn-steps", "N", "learned-MAS steps per configuration", "20"},
-     {"rank", "R", "compensation rank (ratio if <= 1)", "0.05"},
-     {"threads", "N", "threads (0: all cores)", "0"},
-     {"seed", "S", "seed of the synthetic layer and of calibration", "2"},
-     {"svg", "FILE", "where to write the figure", "masquant-demo.svg"},
-     {"report", "FILE", "also write the reports as JSON", ""}}};
 
 struct bits_config {
   const char* name;

@@ -10,39 +10,12 @@
 
 #include "args.hpp"
 #include "cli_common.hpp"
+#include "command_specs.hpp"
 #include "commands.hpp"
 #include "layers.hpp"
 #include "progress.hpp"
 
 namespace masquant::cli {
-
-namespace {
-
-const command_spec forward_spec{
-    "forward",
-    "MODEL.safetensors IN.safetensors -o OUT.safetensors [--threads N]",
-    "Runs every calibrated layer P of MODEL (the output of 'masquant calibrate') on the\n"
-    "activations P.inputs.<modality> [tokens, d_in] of IN through the deployable path, and\n"
-    "writes P.outputs.<modality> [tokens, d_out] (F32) to OUT (atomically). Every modality of IN\n"
-    "must have been calibrated for its layer.",
-    {"MODEL", "IN"},
-    {{"output", "OUT", "output file (also -o)", ""},
-     {"threads", "N", "threads (0: all cores)", "0"}}};
-
-/// An integer __metadata__ entry of MODEL; throws format_error naming the key.
-int metadata_int(const safetensors_file& f, const std::string& key) {
-  const auto it = f.metadata().find(key);
-  MASQUANT_CHECK(it != f.metadata().end(), errc::format_error, f.source(),
-                 ": __metadata__ has no '", key, "' (is it a 'masquant calibrate' output?)");
-  const std::string& v = it->second;
-  const bool digits =
-      !v.empty() && v.size() <= 3 && v.find_first_not_of("0123456789") == std::string::npos;
-  MASQUANT_CHECK(digits, errc::format_error, f.source(), ": __metadata__ '", key, "' is '", v,
-                 "', expected a bit width");
-  return std::stoi(v);
-}
-
-}  // namespace
 
 int run_forward(const std::vector<std::string>& words) {
   if (wants_help(words)) {
@@ -57,15 +30,7 @@ int run_forward(const std::vector<std::string>& words) {
   opt.parallel = pool.as_function();
 
   const safetensors_file model(args.positional()[0]);
-  const auto format = model.metadata().find("format");
-  MASQUANT_CHECK(format != model.metadata().end() && format->second == "masquant",
-                 errc::format_error, model.source(),
-                 ": not a 'masquant calibrate' output (__metadata__ format is not 'masquant')");
-  const int wbits = metadata_int(model, "wbits");
-  const int abits = metadata_int(model, "abits");
-  const auto ref = model.metadata().find("reference");
-  MASQUANT_CHECK(ref != model.metadata().end() && !ref->second.empty(), errc::format_error,
-                 model.source(), ": __metadata__ has no 'reference'");
+  const model_metadata meta = read_model_metadata(model);
   const auto model_layers = find_layers(model);
 
   const safetensors_file in(args.positional()[1]);
@@ -82,7 +47,8 @@ int run_forward(const std::vector<std::string>& words) {
     MASQUANT_CHECK(m != model_layers.end() && !m->second.qweight.empty(), errc::format_error,
                    in.source(), ": tensor '", e.inputs.begin()->second,
                    "' has no calibrated layer '", prefix, "' in ", model.source());
-    const quantized_linear linear(load_linear(model, prefix, ref->second, wbits, abits));
+    const quantized_linear linear(
+        load_linear(model, prefix, meta.reference, meta.wbits, meta.abits));
     const auto& names = linear.params().modality_names;
     for (const auto& [modality, name] : e.inputs) {
       bar.update(prefix, double(done) / double(layers), modality);

@@ -11,26 +11,13 @@
 #include <vector>
 
 #include "args.hpp"
+#include "command_specs.hpp"
 #include "commands.hpp"
 #include "layers.hpp"
 
 namespace masquant::cli {
 
 namespace {
-
-const command_spec inspect_spec{
-    "inspect",
-    "FILE.safetensors",
-    "Lists the tensors of FILE (dtype, shape, byte range), its __metadata__, the layers it holds\n"
-    "by the file contract, and for every activation tensor (P.inputs.<modality>, "
-    "P.outputs.<modality>)\n"
-    "per-channel statistics: tokens, channels, the largest channel absmax and which channels hold "
-    "the\n"
-    "largest ones, the median channel absmax, mean and RMS. Exits with 1 when an activation "
-    "tensor\n"
-    "holds NaN or Inf (after printing everything).",
-    {"FILE"},
-    {}};
 
 std::string shape_string(const tensor_shape& s) {
   std::ostringstream out;
