@@ -56,7 +56,7 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
 /// weight_bits, activation_bits: from the file's __metadata__ (wbits, abits).
 /// Throws errc::format_error naming the tensor (missing, wrong rank or shape, no smoothing of
 /// the reference modality, a correction of the reference modality, L without R), and what
-/// quantized_linear_params::validate() reports.
+/// quantized_linear_params::validate() reports, prefixed with the file and the layer prefix.
 inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
                                            const std::string& reference, int weight_bits,
                                            int activation_bits) {
@@ -146,7 +146,8 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
     f.L = as_eigen(l.matrix());
     f.R = as_eigen(r.matrix());
   }
-  p.validate();
+  // Name the file and layer: validate() knows neither.
+  detail::with_context(detail::cat(src, ": layer '", prefix, "'"), [&] { p.validate(); });
   return p;
 }
 
