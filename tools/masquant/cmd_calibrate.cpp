@@ -2,11 +2,12 @@
 // (P.weight, P.bias, P.inputs.<modality>) and writes the deployable tensors per the file contract.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <masquant/calibrate/calibrate.hpp>
+#include <masquant/io/detail/atomic_file.hpp>
 #include <masquant/io/linear_file.hpp>
 #include <masquant/io/safetensors.hpp>
 #include <masquant/version.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,28 +21,6 @@
 #include "report_format.hpp"
 
 namespace masquant::cli {
-
-namespace {
-
-/// Writes text to path through a temporary file renamed into place.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-masquant";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      raise(errc::io_error, detail::cat("cannot write '", path, "'"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    raise(errc::io_error, detail::cat("cannot write '", path, "'"));
-  }
-}
-
-}  // namespace
 
 int run_calibrate(const std::vector<std::string>& words) {
   if (wants_help(words)) {
@@ -131,12 +110,18 @@ int run_calibrate(const std::vector<std::string>& words) {
   out.set_metadata("learn_steps", std::to_string(config.learn_steps));
   out.set_metadata("whiten", to_string(config.whitening.method));
   out.set_metadata("seed", std::to_string(config.seed));
-  out.write(out_path);
+  // The report goes to a temporary before OUT is written and is renamed into place after it:
+  // an unwritable report path fails the command before OUT exists.
+  std::optional<detail::atomic_file> report_file;
   if (!report_path.empty()) {
     nlohmann::json report;
     report["layers"] = report_layers;
-    write_text_atomically(report_path, report.dump(2) + "\n");
+    const std::string text = report.dump(2) + "\n";
+    report_file.emplace(report_path);
+    report_file->write(text.data(), text.size());
   }
+  out.write(out_path);
+  if (report_file) report_file->commit();
   std::printf("wrote %s (%zu layers)%s%s\n", out_path.c_str(), todo.size(),
               report_path.empty() ? "" : ", report ", report_path.c_str());
   return exit_ok;
