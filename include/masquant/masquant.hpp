@@ -5,6 +5,7 @@
 #include <masquant/calibrate/calibrate.hpp>
 #include <masquant/calibrate/config.hpp>
 #include <masquant/calibrate/report.hpp>
+#include <masquant/calibrate/result.hpp>
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
 #include <masquant/gemm/int8_gemm.hpp>

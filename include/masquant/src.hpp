@@ -1,0 +1,22 @@
+// src.hpp: the one translation unit of a MASQUANT_SEPARATE_COMPILATION build. With the macro
+// defined, <masquant/calibrate/calibrate.hpp> only declares calibrate(); include this header in
+// exactly one .cpp file of the program to compile it there, once.
+#pragma once
+
+#ifndef MASQUANT_SEPARATE_COMPILATION
+#error "<masquant/src.hpp> is for MASQUANT_SEPARATE_COMPILATION builds (docs/api.md, Compile time)"
+#endif
+
+#include <masquant/calibrate/detail/calibrate_impl.hpp>
+
+namespace masquant {
+
+template calibration_result calibrate<void>(matrix_view<const float>, vector_view<const float>,
+                                            const modality_inputs&, const calibration_config&,
+                                            std::vector<std::string>);
+template calibration_result calibrate<void>(matrix_view<const float>, vector_view<const float>,
+                                            matrix_view<const float>,
+                                            vector_view<const modality_id>,
+                                            const calibration_config&, std::vector<std::string>);
+
+}  // namespace masquant
