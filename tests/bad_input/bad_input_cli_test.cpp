@@ -1,0 +1,422 @@
+// Bad input through the masquant tool, end to end (the real binary): every command on every kind
+// of malformed file, models and activation files that lie, degenerate layers, failures that must
+// leave the output directory as it was, and byte-identical outputs for any thread count.
+// Usage: bad_input_cli_test -- path/to/masquant path/to/fuzz/corpus/safetensors
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <masquant/io/safetensors.hpp>
+#include <string>
+#include <vector>
+
+#include "support/io_testing.hpp"
+#include "support/testing.hpp"
+
+using namespace masquant;
+using masquant::testing::bytes;
+using masquant::testing::matrix;
+using masquant::testing::temp_dir;
+
+namespace {
+
+std::string arg(int from_end) {
+  const auto& suite = boost::unit_test::framework::master_test_suite();
+  BOOST_TEST_REQUIRE(suite.argc >= 3, "usage: bad_input_cli_test -- masquant corpus_dir");
+  return suite.argv[suite.argc - from_end];
+}
+std::string tool() {
+  return arg(2);
+}
+std::string corpus() {
+  return arg(1);
+}
+
+std::string slurp(const std::string& path) {
+  const bytes b = testing::read_bytes(path);
+  return std::string(b.begin(), b.end());
+}
+
+struct run_result {
+  int code;
+  std::string out, err;
+};
+
+/// Runs `masquant <args>`; its stdout and stderr go to a directory of their own, so that the
+/// directories the commands write to hold only what the commands leave there.
+run_result run(const std::string& args) {
+  static temp_dir logs;
+  const std::string cmd =
+      "'" + tool() + "' " + args + " > '" + logs.file("out") + "' 2> '" + logs.file("err") + "'";
+  const int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(logs.file("out")),
+          slurp(logs.file("err"))};
+}
+
+/// The command fails with `code`, says so in exactly one line on stderr containing every part,
+/// and leaves `dir` holding exactly what it held before.
+void expect_failure(const std::string& args, int code, std::initializer_list<std::string> parts,
+                    const temp_dir& dir) {
+  const auto before = dir.entries();
+  const auto r = run(args);
+  BOOST_TEST(r.code == code, args << " -> " << r.code << ": " << r.err);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1,
+             args << ": not one line: " << r.err);
+  for (const auto& p : parts)
+    BOOST_TEST(r.err.find(p) != std::string::npos, args << ": '" << p << "' missing in: " << r.err);
+  BOOST_TEST(dir.entries() == before, args << " left files behind");
+}
+
+void expect_success(const std::string& args) {
+  const auto r = run(args);
+  BOOST_TEST_REQUIRE(r.code == 0, args << " -> " << r.code << ": " << r.err);
+}
+
+/// One calibration layer: weight, optional bias, and tokens per modality (an empty matrix with
+/// d_in columns is a modality with zero tokens).
+struct layer {
+  matrix<float> w;
+  std::vector<float> bias;
+  std::map<std::string, matrix<float>> inputs;
+};
+
+layer random_layer(index_t d_in, index_t d_out, index_t tokens, std::uint64_t seed) {
+  layer l;
+  l.w = testing::random_normal(d_out, d_in, 0.3f, seed);
+  for (index_t n = 0; n < d_out; ++n) l.bias.push_back(0.01f * float(n));
+  l.inputs["text"] = testing::random_normal(tokens, d_in, 1.0f, seed + 1);
+  l.inputs["vision"] = testing::random_normal(tokens, d_in, 3.0f, seed + 2);
+  l.inputs["audio"] = testing::random_normal(tokens / 2 + 1, d_in, 1.5f, seed + 3);
+  for (index_t t = 0; t < tokens; ++t) l.inputs["text"](t, 0) = 25.0f;
+  return l;
+}
+
+void write_layers(const std::string& path, const std::map<std::string, layer>& layers,
+                  bool inputs_only = false) {
+  safetensors_writer w;
+  for (const auto& [p, l] : layers) {
+    if (!inputs_only) {
+      w.add(p + ".weight", l.w.cview());
+      if (!l.bias.empty()) w.add(p + ".bias", vector_view<const float>(l.bias));
+    }
+    for (const auto& [m, x] : l.inputs) w.add(p + ".inputs." + m, x.cview());
+  }
+  w.write(path);
+}
+
+/// A copy of `src` with tensors and metadata edited: `edit` gets the writer after every other
+/// tensor was added, `skip` names tensors not to copy, `meta` overrides (or, with an empty value,
+/// removes) metadata keys.
+void rewrite(const std::string& src, const std::string& dst, const std::vector<std::string>& skip,
+             const std::map<std::string, std::string>& meta,
+             const std::function<void(safetensors_writer&)>& edit = {}) {
+  const safetensors_file f(src);
+  safetensors_writer w;
+  for (const auto& t : f.tensors()) {
+    if (std::find(skip.begin(), skip.end(), t.name) != skip.end()) continue;
+    if (t.type == dtype::i8)
+      w.add(t.name, f.load<std::int8_t>(t.name));
+    else
+      w.add(t.name, f.load_f32(t.name));
+  }
+  for (const auto& [k, v] : f.metadata())
+    if (!meta.count(k)) w.set_metadata(k, v);
+  for (const auto& [k, v] : meta)
+    if (!v.empty()) w.set_metadata(k, v);
+  if (edit) edit(w);
+  w.write(dst);
+}
+
+/// Every float-loadable tensor of the file is finite.
+void expect_all_finite(const std::string& path) {
+  const safetensors_file f(path);
+  BOOST_TEST(!f.tensors().empty());
+  for (const auto& t : f.tensors()) {
+    if (t.type == dtype::i8) continue;
+    const auto values = f.load_f32(t.name);
+    for (float v : values.values())
+      BOOST_TEST_REQUIRE(std::isfinite(v), path << ": " << t.name << " holds " << v);
+  }
+}
+
+/// A small two-layer calibration file and the model calibrated from it, in `dir`.
+struct fixture {
+  temp_dir dir;
+  std::string in = dir.file("in.safetensors"), model = dir.file("model.safetensors");
+  fixture() {
+    write_layers(in, {{"p", random_layer(8, 6, 24, 1)}, {"q", random_layer(8, 5, 24, 2)}});
+    expect_success("calibrate " + in + " -o " + model + " --learn-steps 2 --threads 1");
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(bad_input_cli)
+
+// Truncated files, headers that lie about lengths, shapes or offsets, overlapping or duplicate
+// tensors, unknown dtypes, invalid JSON, a directory, a missing file: every command exits 1 with
+// one line naming the file, and writes nothing.
+BOOST_AUTO_TEST_CASE(every_command_refuses_every_malformed_file) {
+  fixture fx;
+  temp_dir work;
+  std::vector<std::string> bad;
+  for (const auto& e : std::filesystem::directory_iterator(corpus()))
+    if (e.path().filename().string().rfind("bad_", 0) == 0) bad.push_back(e.path().string());
+  std::sort(bad.begin(), bad.end());
+  BOOST_TEST_REQUIRE(bad.size() >= 10u);
+  temp_dir made;
+  const std::string good_in = slurp(fx.in), good_model = slurp(fx.model);
+  auto make = [&](const std::string& name, const std::string& content) {
+    testing::write_bytes(made.file(name), bytes(content.begin(), content.end()));
+    bad.push_back(made.file(name));
+  };
+  make("empty.safetensors", "");
+  make("short.safetensors", good_in.substr(0, 5));
+  make("truncated_input.safetensors", good_in.substr(0, good_in.size() - 7));
+  make("truncated_model.safetensors", good_model.substr(0, good_model.size() / 2));
+  std::string huge = good_in;  // header length 2^64 - 1
+  std::fill(huge.begin(), huge.begin() + 8, char(0xff));
+  make("huge_header.safetensors", huge);
+  std::string past = good_in;  // header length one past the file
+  const std::uint64_t n = good_in.size() - 7;
+  for (int i = 0; i < 8; ++i) past[std::size_t(i)] = char((n >> (8 * i)) & 0xff);
+  make("header_past_end.safetensors", past);
+  bad.push_back(made.path());  // a directory
+  bad.push_back(made.file("does_not_exist.safetensors"));
+
+  const std::string out = work.file("out.safetensors");
+  for (const auto& b : bad) {
+    const std::string name = std::filesystem::path(b).filename().string();
+    expect_failure("calibrate '" + b + "' -o " + out, 1, {name}, work);
+    expect_failure("forward '" + b + "' " + fx.in + " -o " + out, 1, {name}, work);
+    expect_failure("forward " + fx.model + " '" + b + "' -o " + out, 1, {name}, work);
+    expect_failure("inspect '" + b + "'", 1, {name}, work);
+  }
+}
+
+// forward on a MODEL whose metadata or tensors lie: exit 1 naming the key or tensor, no output.
+BOOST_AUTO_TEST_CASE(forward_refuses_models_that_lie) {
+  fixture fx;
+  temp_dir work;
+  const std::string y = work.file("y.safetensors"), lie = fx.dir.file("lie.safetensors");
+  auto check = [&](const std::vector<std::string>& skip,
+                   const std::map<std::string, std::string>& meta,
+                   std::initializer_list<std::string> parts,
+                   const std::function<void(safetensors_writer&)>& edit = {}) {
+    rewrite(fx.model, lie, skip, meta, edit);
+    expect_failure("forward " + lie + " " + fx.in + " -o " + y, 1, parts, work);
+  };
+  // Metadata.
+  check({}, {{"format", ""}}, {"not a 'masquant calibrate' output"});
+  check({}, {{"format", "masquant-outputs"}}, {"not a 'masquant calibrate' output"});
+  check({}, {{"wbits", ""}}, {"__metadata__ has no 'wbits'"});
+  for (const char* v : {"abc", "-4", "4.0", "1000", " 8"})
+    check({}, {{"wbits", v}}, {"'wbits' is '" + std::string(v) + "'", "expected a bit width"});
+  check({}, {{"abits", "12"}}, {"activation_bits = 12"});
+  check({}, {{"abits", "1"}}, {"activation_bits = 1"});
+  check({}, {{"wbits", "9"}}, {"weight_bits = 9"});
+  check({}, {{"wbits", "0"}}, {"weight_bits = 0"});
+  check({}, {{"wbits", "4"}}, {"layer 'p'", "qweight[", "weight_bits = 4"});  // 8-bit levels
+  check({}, {{"reference", ""}}, {"__metadata__ has no 'reference'"});
+  check({}, {{"reference", "speech"}}, {"missing tensor 'p.smooth.speech'"});
+  check({}, {{"reference", "vision"}}, {"p.lowrank.vision", "corrects the reference"});
+  // Tensors.
+  check({"p.wscale"}, {}, {"missing tensor 'p.wscale'"});
+  check({"p.lowrank.audio.R"}, {}, {"'p.lowrank.audio.R' is missing"});
+  check({"p.qweight"}, {}, {"'p.inputs.", "has no calibrated layer 'p'"});
+  check({"p.qweight"}, {}, {"'p.qweight' is F32", "expected I8"}, [](safetensors_writer& w) {
+    std::vector<float> q(48, 1.0f);
+    w.add("p.qweight", matrix_view<const float>(q.data(), 6, 8));  // F32, not I8
+  });
+  check({"p.qweight"}, {}, {"'p.smooth.text' is [8], expected [9]"}, [](safetensors_writer& w) {
+    std::vector<std::int8_t> q(54, 1);
+    w.add("p.qweight", matrix_view<const std::int8_t>(q.data(), 6, 9));
+  });
+  check({"p.smooth.vision"}, {}, {"lie.safetensors", "layer 'p'", "'vision'", "entry 5"},
+        [](safetensors_writer& w) {
+          std::vector<float> s(8, 1.0f);
+          s[5] = -2.0f;
+          w.add("p.smooth.vision", vector_view<const float>(s));
+        });
+  check({"q.wscale"}, {}, {"lie.safetensors", "layer 'q'", "wscale[3] is inf"},
+        [](safetensors_writer& w) {
+          std::vector<float> s(5, 0.1f);
+          s[3] = std::numeric_limits<float>::infinity();
+          w.add("q.wscale", vector_view<const float>(s));
+        });
+}
+
+// forward on activations that lie about the layer, or hold NaN: exit 1 naming the tensor.
+BOOST_AUTO_TEST_CASE(forward_refuses_inputs_that_lie) {
+  fixture fx;
+  temp_dir work;
+  const std::string y = work.file("y.safetensors"), in = fx.dir.file("x.safetensors");
+  auto check = [&](const std::function<void(safetensors_writer&)>& add,
+                   std::initializer_list<std::string> parts) {
+    safetensors_writer w;
+    add(w);
+    w.write(in);
+    expect_failure("forward " + fx.model + " " + in + " -o " + y, 1, parts, work);
+  };
+  const auto x = testing::random_normal(5, 8, 1.0f, 9);
+  check(
+      [&](safetensors_writer& w) { w.add("p.inputs.text", testing::random_normal(5, 9).cview()); },
+      {"'p.inputs.text' is [5, 9]", "expected [tokens, 8]"});
+  check([&](safetensors_writer& w) { w.add("p.inputs.text", vector_view<const float>(x.data)); },
+        {"'p.inputs.text' is [40]"});
+  auto with_nan = x;
+  with_nan(3, 6) = std::numeric_limits<float>::quiet_NaN();
+  check(
+      [&](safetensors_writer& w) {
+        w.add("p.inputs.text", x.cview());
+        w.add("q.inputs.vision", with_nan.cview());
+      },
+      {"'q.inputs.vision'", "row 3"});
+  check([&](safetensors_writer& w) { w.add("r.inputs.text", x.cview()); },
+        {"'r.inputs.text'", "no calibrated layer 'r'"});
+  check([&](safetensors_writer& w) { w.add("p.inputs.speech", x.cview()); },
+        {"modality 'speech'", "not calibrated", "text, audio, vision"});
+  check([&](safetensors_writer& w) { w.add("p.weight", x.cview()); }, {"no activations to run"});
+  // I64 activations (a dtype the reader lists but cannot load as float).
+  const std::string header =
+      R"({"p.inputs.text":{"dtype":"I64","shape":[1,8],"data_offsets":[0,64]}})";
+  testing::write_bytes(in, testing::image(header, 64));
+  expect_failure("forward " + fx.model + " " + in + " -o " + y, 1, {"p.inputs.text", "I64"}, work);
+  // A modality with zero tokens is not an error: its output has zero rows.
+  safetensors_writer w;
+  w.add("p.inputs.vision", matrix<float>(0, 8).cview());
+  w.write(in);
+  expect_success("forward " + fx.model + " " + in + " -o " + y);
+  const safetensors_file out(y);
+  BOOST_TEST((out.info("p.outputs.vision").shape == tensor_shape{0, 6}));
+}
+
+// d_in = 1, d_out = 1, dead channels, zero weight columns and rows, constant tokens, an all-zero
+// modality and one without tokens: calibrate, forward and inspect succeed, and no tensor of any
+// output holds NaN or Inf, for every smoothing method.
+BOOST_AUTO_TEST_CASE(degenerate_layers_end_to_end) {
+  temp_dir dir;
+  std::map<std::string, layer> layers;
+  layers["one_in"] = random_layer(1, 5, 12, 10);
+  layers["one_out"] = random_layer(7, 1, 12, 20);
+  layers["one_one"] = random_layer(1, 1, 12, 30);
+  layer d = random_layer(16, 12, 40, 40);
+  for (auto& [m, x] : d.inputs)
+    for (index_t r = 0; r < x.rows; ++r) x(r, 3) = 0.0f, x(r, 7) = 0.0f;
+  for (index_t n = 0; n < 12; ++n) d.w(n, 5) = 0.0f, d.w(n, 7) = 0.0f;
+  for (index_t k = 0; k < 16; ++k) d.w(2, k) = 0.0f;
+  for (index_t r = 0; r < 40; ++r)
+    for (index_t k = 0; k < 16; ++k) d.inputs["text"](r, k) = float(r % 3);  // constant rows
+  d.inputs["audio"] = matrix<float>(20, 16, 0.0f);                           // all zero
+  d.inputs["speech"] = matrix<float>(0, 16);                                 // no tokens
+  layers["dead"] = d;
+  const std::string in = dir.file("in.safetensors"), model = dir.file("model.safetensors"),
+                    y = dir.file("y.safetensors");
+  write_layers(in, layers);
+  for (const char* flags :
+       {"--learn-steps 3 --alpha auto", "--method smoothquant --wbits 4 --abits 6",
+        "--method rtn --rank 1000 --min-rank 0", "--learn-steps 2 --abits 16 --whiten eigen",
+        "--learn-steps 2 --whiten none --quantized-compensation"}) {
+    expect_success("calibrate " + in + " -o " + model + " --threads 2 " + flags);
+    expect_all_finite(model);
+    expect_success("forward " + model + " " + in + " -o " + y);
+    expect_all_finite(y);
+    const safetensors_file out(y);
+    BOOST_TEST((out.info("one_out.outputs.vision").shape == tensor_shape{12, 1}));
+    BOOST_TEST((out.info("dead.outputs.speech").shape == tensor_shape{0, 12}));
+  }
+  for (const auto& f : {in, model, y}) expect_success("inspect " + f);
+}
+
+// The same input gives byte-identical calibrate and forward outputs with 1 and 2 threads and on
+// every run (learning minibatches and the randomized SVD are seeded); another seed differs.
+BOOST_AUTO_TEST_CASE(outputs_are_identical_for_any_thread_count) {
+  temp_dir dir;
+  const std::string in = dir.file("in.safetensors");
+  write_layers(in, {{"p", random_layer(64, 56, 96, 5)}});
+  // Rank 2 + oversampling 10 = 12, 4·12 <= 56: the randomized SVD path.
+  const std::string flags = " --rank 2 --min-rank 2 --learn-steps 4 --batch-tokens 32 --alpha auto";
+  std::vector<std::string> models, outputs;
+  for (const char* threads : {"1", "2", "2", "1"}) {
+    const std::string m = dir.file("model" + std::to_string(models.size()) + ".safetensors");
+    const std::string y = dir.file("y" + std::to_string(models.size()) + ".safetensors");
+    expect_success("calibrate " + in + " -o " + m + " --threads " + threads + flags);
+    expect_success("forward " + m + " " + in + " -o " + y + " --threads " + threads);
+    models.push_back(slurp(m));
+    outputs.push_back(slurp(y));
+  }
+  for (std::size_t i = 1; i < models.size(); ++i) {
+    BOOST_TEST((models[i] == models[0]), "model " << i);
+    BOOST_TEST((outputs[i] == outputs[0]), "output " << i);
+  }
+  const std::string other = dir.file("seed3.safetensors");
+  expect_success("calibrate " + in + " -o " + other + " --seed 3" + flags);
+  BOOST_TEST((slurp(other) != models[0]), "the seed changes nothing");
+}
+
+// A failure at any point — a bad tensor in the last layer, an unwritable or missing output
+// directory, an output path that is a directory, a report that cannot be written — leaves no
+// output and no temporary file, and an existing output untouched.
+BOOST_AUTO_TEST_CASE(failures_leave_nothing_behind) {
+  temp_dir dir, work;
+  auto last_bad = random_layer(8, 6, 24, 7);
+  last_bad.inputs["vision"](23, 7) = std::numeric_limits<float>::infinity();
+  const std::string in = dir.file("in.safetensors"), good = dir.file("good.safetensors");
+  write_layers(in, {{"a", random_layer(8, 6, 24, 3)}, {"z", last_bad}});
+  write_layers(good, {{"a", random_layer(8, 6, 24, 3)}});
+  const std::string out = work.file("out.safetensors");
+  expect_failure("calibrate " + in + " -o " + out, 1, {"'z.inputs.vision'", "row 23", "column 7"},
+                 work);
+  // An existing output stays as it was.
+  expect_success("calibrate " + good + " -o " + out + " --learn-steps 1");
+  const std::string before = slurp(out);
+  expect_failure("calibrate " + in + " -o " + out, 1, {"z.inputs.vision"}, work);
+  BOOST_TEST((slurp(out) == before));
+  // forward: the last layer's activations are bad.
+  const std::string model = dir.file("model.safetensors");
+  expect_success("calibrate " + good + " -o " + model + " --learn-steps 1");
+  write_layers(dir.file("x.safetensors"),
+               {{"a", random_layer(8, 6, 4, 8)}, {"b", random_layer(8, 6, 4, 9)}},
+               /*inputs_only=*/true);
+  expect_failure("forward " + model + " " + dir.file("x.safetensors") + " -o " + work.file("y"), 1,
+                 {"'b.inputs.", "no calibrated layer 'b'"}, work);
+  // Output paths that cannot be written.
+  expect_failure("calibrate " + good + " -o " + work.file("missing/out.safetensors"), 1,
+                 {"missing/out.safetensors"}, work);
+  BOOST_TEST_REQUIRE(::mkdir(work.file("sub").c_str(), 0755) == 0);
+  expect_failure("calibrate " + good + " -o " + work.file("sub"), 1, {"sub"}, work);
+  expect_failure("forward " + model + " " + good + " -o " + work.file("sub"), 1, {"sub"}, work);
+  expect_failure("calibrate " + good + " -o " + work.file("r.safetensors") + " --report " +
+                     work.file("missing/r.json"),
+                 1, {"missing/r.json"}, work);
+  expect_failure(
+      "demo --dim 8 --tokens 8 --learn-steps 0 --threads 1 --svg " + work.file("missing/d.svg"), 1,
+      {"missing/d.svg"}, work);
+}
+
+// Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.
+BOOST_AUTO_TEST_CASE(usage_errors_come_first) {
+  temp_dir work;
+  const std::string none = work.file("none.safetensors"), out = work.file("o.safetensors");
+  expect_failure("calibrate " + none + " -o " + out + " --threads -1", 2, {"--threads"}, work);
+  expect_failure("calibrate " + none + " -o " + out + " --learning-rate nan", 2,
+                 {"--learning-rate"}, work);
+  expect_failure("calibrate " + none + " -o " + out + " --seed 99999999999999999999", 2, {"--seed"},
+                 work);
+  expect_failure("calibrate " + none + " -o " + out + " --reference a.b", 2, {"--reference"}, work);
+  expect_failure("forward " + none + " " + none + " -o " + out + " --threads 5000", 2,
+                 {"--threads"}, work);
+  expect_failure("demo --dim 7", 2, {"--dim"}, work);
+  expect_failure("demo --tokens 1e3", 2, {"--tokens"}, work);
+  expect_failure("inspect " + none + " " + none, 2, {"takes 1 argument"}, work);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
