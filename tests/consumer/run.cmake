@@ -1,6 +1,7 @@
-# Builds and runs one consumer project (cmake -P): MODE is find_package, add_subdirectory or
-# vendored; SOURCE_DIR is masquant's source tree, BUILD_DIR the tree to install from, WORK_DIR a
-# scratch directory, CXX the compiler, EIGEN_INCLUDE Eigen's include folder.
+# Builds and runs one consumer project (cmake -P): MODE is find_package, add_subdirectory,
+# vendored, or example_find_package (examples/find_package against the installed package, with
+# the io component); SOURCE_DIR is masquant's source tree, BUILD_DIR the tree to install from,
+# WORK_DIR a scratch directory, CXX the compiler, EIGEN_INCLUDE Eigen's include folder.
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 function(run)
@@ -11,7 +12,8 @@ function(run)
 endfunction()
 
 set(consumer "${SOURCE_DIR}/tests/consumer")
-if(MODE STREQUAL "find_package")
+set(program "${WORK_DIR}/build/consumer")
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "example_find_package")
   run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
   foreach(f include/masquant/masquant.hpp share/cmake/masquant/masquantConfig.cmake
             share/cmake/masquant/masquantConfigVersion.cmake)
@@ -19,8 +21,14 @@ if(MODE STREQUAL "find_package")
       message(FATAL_ERROR "install did not write ${f}")
     endif()
   endforeach()
-  run(${CMAKE_COMMAND} -S "${consumer}/find_package" -B "${WORK_DIR}/build"
-      "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_CXX_COMPILER=${CXX})
+  if(MODE STREQUAL "find_package")
+    run(${CMAKE_COMMAND} -S "${consumer}/find_package" -B "${WORK_DIR}/build"
+        "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_CXX_COMPILER=${CXX})
+  else()
+    run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples/find_package" -B "${WORK_DIR}/build"
+        "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_CXX_COMPILER=${CXX})
+    set(program "${WORK_DIR}/build/layer_file" "${WORK_DIR}/layer.safetensors")
+  endif()
 elseif(MODE STREQUAL "add_subdirectory")
   run(${CMAKE_COMMAND} -S "${consumer}/add_subdirectory" -B "${WORK_DIR}/build"
       "-DMASQUANT_SOURCE_DIR=${SOURCE_DIR}" -DCMAKE_CXX_COMPILER=${CXX})
@@ -35,4 +43,4 @@ endif()
 if(NOT MODE STREQUAL "vendored")
   run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 endif()
-run("${WORK_DIR}/build/consumer")
+run(${program})
