@@ -75,7 +75,7 @@ class parsed_args {
   /// One of `choices`; throws usage_error listing them otherwise.
   std::string get_choice(const std::string& name, const std::string& fallback,
                          const std::vector<std::string>& choices) const {
-    const std::string v = get(name, fallback);
+    std::string v = get(name, fallback);
     for (const auto& c : choices)
       if (c == v) return v;
     std::string list;

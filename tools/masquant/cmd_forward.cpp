@@ -72,7 +72,7 @@ int run_forward(const std::vector<std::string>& words) {
         linear.forward(x.matrix(), ids, matrix_view<float>(y.data(), x.rows(), linear.d_out()),
                        opt);
       });
-      out.add(prefix + ".outputs." + modality,
+      out.add(detail::cat(prefix, ".outputs.", modality),
               matrix_view<const float>(y.data(), x.rows(), linear.d_out()));
     }
     ++done;

@@ -47,10 +47,10 @@ class owned_tensor {
   const std::vector<T>& values() const noexcept { return values_; }
 
   /// The rows() x cols() matrix.
-  matrix_view<T> matrix() noexcept { return {values_.data(), rows(), cols(), cols()}; }
-  matrix_view<const T> matrix() const noexcept { return {values_.data(), rows(), cols(), cols()}; }
+  matrix_view<T> matrix() { return {values_.data(), rows(), cols(), cols()}; }
+  matrix_view<const T> matrix() const { return {values_.data(), rows(), cols(), cols()}; }
   /// All elements, flattened.
-  vector_view<T> vector() noexcept { return {values_.data(), size()}; }
+  vector_view<T> vector() { return {values_.data(), size()}; }
   vector_view<const T> vector() const noexcept { return {values_.data(), size()}; }
 
  private:

@@ -168,7 +168,7 @@ class safetensors_file {
   }
 
  private:
-  safetensors_file(std::shared_ptr<const detail::mapped_file> map, std::string path)
+  safetensors_file(const std::shared_ptr<const detail::mapped_file>& map, std::string path)
       : safetensors_file(map->data(), map->size(), std::move(path), map) {}
 
   safetensors_file(const unsigned char* data, std::size_t size, std::string source,

@@ -58,6 +58,7 @@ class safetensors_writer {
   /// Throws errc::invalid_argument for an empty, duplicate, "__metadata__" or non-UTF-8 name or
   /// a dtype T cannot be stored as; errc::overflow as described above.
   template <class T>
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): name is moved; clang-tidy 14 misses it
   void add(std::string name, matrix_view<T> m, dtype as = dtype_of<std::remove_const_t<T>>) {
     using V = std::remove_const_t<T>;
     entry& e =
@@ -75,6 +76,7 @@ class safetensors_writer {
   /// Adds `values` (row-major) with any shape, e.g. tensor_shape{} for a scalar; throws
   /// errc::shape_mismatch unless values.size() == shape.elements(). Other errors as above.
   template <class T>
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): name is moved; clang-tidy 14 misses it
   void add(std::string name, tensor_shape shape, vector_view<T> values,
            dtype as = dtype_of<std::remove_const_t<T>>) {
     using V = std::remove_const_t<T>;

@@ -44,9 +44,9 @@ class tensor_ref {
   bool is_zero_copy() const noexcept { return zero_copy_; }
 
   /// The rows() x cols() matrix.
-  matrix_view<const T> matrix() const noexcept { return {data_, rows(), cols(), cols()}; }
+  matrix_view<const T> matrix() const { return {data_, rows(), cols(), cols()}; }
   /// All elements, flattened.
-  vector_view<const T> vector() const noexcept { return {data_, size()}; }
+  vector_view<const T> vector() const { return {data_, size()}; }
 
  private:
   tensor_shape shape_;

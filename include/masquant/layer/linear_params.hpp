@@ -96,6 +96,7 @@ inline void quantized_linear_params::validate() const {
                  " * ", d_in, " = ", d_out * d_in);
   const int qmax = (1 << (weight_bits - 1)) - 1;
   for (std::size_t i = 0; i < qweight.size(); ++i) {
+    // NOLINTNEXTLINE(bugprone-signed-char-misuse): a quantized level, not a character
     const int q = qweight[i];
     MASQUANT_CHECK(q >= -qmax && q <= qmax, errc::invalid_argument, op, ": qweight[",
                    static_cast<index_t>(i) / d_in, ", ", static_cast<index_t>(i) % d_in, "] = ", q,

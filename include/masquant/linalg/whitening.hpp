@@ -182,7 +182,7 @@ whitening make_whitening(const Eigen::MatrixBase<Derived>& gram_in,
                 "make_whitening: the gram must be double (use .cast<double>())");
   // A function template (like every heavy entry point of linalg), so that Eigen's decompositions
   // are compiled only in the translation units that use them.
-  const Eigen::Ref<const Eigen::MatrixXd> gram(gram_in.derived());
+  const Eigen::Ref<const Eigen::MatrixXd>& gram = gram_in.derived();
   detail::check_gram(gram, "make_whitening", "gram");
   const index_t d = gram.rows();
   whitening w(d);

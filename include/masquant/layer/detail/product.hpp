@@ -130,7 +130,7 @@ inline void f32_tile(const float* const* a, const BT* b, index_t bstride, index_
         for (int j = 0; j < NP; ++j) {
           const auto* line = reinterpret_cast<const std::uint32_t*>(b + j * bstride + p * 32);
           for (int v = 0; v < V; ++v) {
-            const U u = U::load_aligned(line + v * W);
+            const U u = U::load_aligned(line + std::size_t(v) * W);
             be[j * V + v] = xsimd::bitwise_cast<B>(U(u << 16));
             bo[j * V + v] = xsimd::bitwise_cast<B>(U(u & high));
           }

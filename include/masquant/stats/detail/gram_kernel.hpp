@@ -61,9 +61,11 @@ inline void prefetch_write_l2(const double* p) noexcept {
 inline void advise_huge_pages(void* p, std::size_t bytes) noexcept {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr std::uintptr_t huge = std::uintptr_t{1} << 21;
-  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
-  const auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  const auto address = reinterpret_cast<std::uintptr_t>(p);
+  const auto begin = (address + huge - 1) & ~(huge - 1);
+  const auto end = (address + bytes) & ~(huge - 1);
+  // Offsets from p rather than integer-to-pointer casts (which defeat alias analysis).
+  if (end > begin) madvise(static_cast<char*>(p) + (begin - address), end - begin, MADV_HUGEPAGE);
 #else
   static_cast<void>(p);
   static_cast<void>(bytes);

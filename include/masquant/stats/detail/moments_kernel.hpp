@@ -198,7 +198,7 @@ void moments_stream_avx512(const float* const* rows, index_t r, index_t c0, inde
     const __m512d q[2] = {_mm512_add_pd(q0a, q0b), _mm512_add_pd(q1a, q1b)};
     const __m512d m[2] = {m0, m1};
     for (int h = 0; h < 2; ++h) {
-      const index_t ch = c + 8 * h;
+      const index_t ch = c + 8 * index_t(h);
       _mm512_storeu_pd(out.mean + ch, _mm512_add_pd(m[h], _mm512_mul_pd(s[h], scale)));
       const __m512d s2 = _mm512_mul_pd(s[h], _mm512_mul_pd(s[h], scale));
       _mm512_storeu_pd(out.m2 + ch,
