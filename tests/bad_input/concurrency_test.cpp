@@ -1,12 +1,11 @@
 // Concurrency: one shared quantized_linear (INT8 with corrections, INT4, unquantized
 // activations) called from several threads at once, all of them also sharing one thread_pool
 // for their inner parallelism, some with their own workspace: every call gives bitwise the serial
-// result. calibrate() on different layers from several threads sharing one pool likewise. Run
-// under ThreadSanitizer by `scripts/check tsan`.
+// result. Run under ThreadSanitizer by `scripts/check tsan`. (calibrate() from several threads:
+// calibrate_test.)
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cstring>
-#include <masquant/calibrate/calibrate.hpp>
 #include <masquant/layer/quantized_linear.hpp>
 #include <masquant/parallel.hpp>
 #include <thread>
@@ -77,45 +76,6 @@ BOOST_AUTO_TEST_CASE(shared_layers_and_a_shared_pool) {
   }
   for (auto& th : threads) th.join();
   for (int t = 0; t < callers; ++t) BOOST_TEST(mismatches[t] == 0, "caller " << t);
-}
-
-BOOST_AUTO_TEST_CASE(calibrate_from_several_threads) {
-  constexpr int callers = 3;
-  std::vector<matrix<float>> w, text, vision;
-  for (int t = 0; t < callers; ++t) {
-    w.push_back(testing::random_normal(20, 24, 0.3f, 100 + t));
-    text.push_back(testing::random_normal(40, 24, 1.0f, 200 + t));
-    vision.push_back(testing::random_normal(30, 24, 3.0f, 300 + t));
-  }
-  calibration_config c;
-  c.learn_steps = 3;
-  c.learning.batch_tokens = 16;
-  c.rank.rank = 4;
-  c.rank.min_rank = 4;
-  c.svd.method = svd_method::randomized;
-  auto calib = [&](int t, const calibration_config& config) {
-    return calibrate(w[t].cview(), {}, {text[t].cview(), vision[t].cview()}, config);
-  };
-  std::vector<calibration_result> want;
-  for (int t = 0; t < callers; ++t) want.push_back(calib(t, c));
-
-  thread_pool pool(2);
-  std::vector<calibration_result> got(callers);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < callers; ++t) {
-    threads.emplace_back([&, t] {
-      calibration_config mine = c;
-      mine.parallel = pool.as_function();
-      got[std::size_t(t)] = calib(t, mine);
-    });
-  }
-  for (auto& th : threads) th.join();
-  for (std::size_t t = 0; t < callers; ++t) {
-    BOOST_TEST(got[t].params.qweight == want[t].params.qweight);
-    BOOST_TEST(got[t].params.smooth == want[t].params.smooth);
-    BOOST_TEST((got[t].params.lowrank[1].L == want[t].params.lowrank[1].L));
-    BOOST_TEST((got[t].params.lowrank[1].R == want[t].params.lowrank[1].R));
-  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,10 +1,10 @@
 // testing.hpp: helpers shared by masquant's tests (random tensors, comparisons). Not installed.
 #pragma once
 
-#include <masquant/tensor/view.hpp>
-
+#include <cassert>
 #include <cmath>
 #include <cstdint>
+#include <masquant/tensor/view.hpp>
 #include <random>
 #include <vector>
 
@@ -18,8 +18,13 @@ struct matrix {
   matrix() = default;
   matrix(index_t r, index_t c, T fill = T{})
       : rows(r), cols(c), data(static_cast<std::size_t>(r * c), fill) {}
-  T& operator()(index_t r, index_t c) { return data[static_cast<std::size_t>(r * cols + c)]; }
+  // Bounds-checked in debug builds: a column past the width would silently hit the next row.
+  T& operator()(index_t r, index_t c) {
+    assert(r >= 0 && r < rows && c >= 0 && c < cols);
+    return data[static_cast<std::size_t>(r * cols + c)];
+  }
   const T& operator()(index_t r, index_t c) const {
+    assert(r >= 0 && r < rows && c >= 0 && c < cols);
     return data[static_cast<std::size_t>(r * cols + c)];
   }
   matrix_view<T> view() { return matrix_view<T>(data.data(), rows, cols); }

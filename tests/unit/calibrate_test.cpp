@@ -4,7 +4,10 @@
 #include <cmath>
 #include <masquant/calibrate/calibrate.hpp>
 #include <masquant/layer/quantized_linear.hpp>
+#include <masquant/parallel.hpp>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/testing.hpp"
@@ -25,7 +28,9 @@ struct toy_layer {
       : d_in(din), d_out(dout) {
     w = testing::random_normal(dout, din, 1.0f / std::sqrt(float(din)), seed);
     text = testing::random_normal(tokens, din, 1.0f, seed + 1);
-    for (index_t t = 0; t < tokens; ++t) text(t, 3) = 40.0f, text(t, 17) = -35.0f;
+    for (index_t t = 0; t < tokens; ++t)  // the massive channels that exist at this width
+      for (auto [j, value] : {std::pair<index_t, float>{3, 40.0f}, {17, -35.0f}})
+        if (j < din) text(t, j) = value;
     const auto codes = testing::random_normal(tokens, 6, 1.0f, seed + 2);
     const auto basis = testing::random_normal(6, din, 2.0f, seed + 3);
     vision = matrix<float>(tokens, din);
@@ -251,6 +256,47 @@ BOOST_AUTO_TEST_CASE(bad_input_names_the_problem) {
         calibrate(L.w.cview(), L.b(), {L.text.cview()}, {}, {"a", "b"});
       },
       errc::invalid_argument, "names");
+}
+
+// calibrate() on different layers from several threads at once, sharing one thread_pool: each
+// result equals the serial one.
+BOOST_AUTO_TEST_CASE(calibrate_from_several_threads) {
+  constexpr int callers = 3;
+  std::vector<matrix<float>> w, text, vision;
+  for (int t = 0; t < callers; ++t) {
+    w.push_back(testing::random_normal(20, 24, 0.3f, 100 + t));
+    text.push_back(testing::random_normal(40, 24, 1.0f, 200 + t));
+    vision.push_back(testing::random_normal(30, 24, 3.0f, 300 + t));
+  }
+  calibration_config c;
+  c.learn_steps = 3;
+  c.learning.batch_tokens = 16;
+  c.rank.rank = 4;
+  c.rank.min_rank = 4;
+  c.svd.method = svd_method::randomized;
+  auto calib = [&](int t, const calibration_config& config) {
+    return calibrate(w[t].cview(), {}, {text[t].cview(), vision[t].cview()}, config);
+  };
+  std::vector<calibration_result> want;
+  for (int t = 0; t < callers; ++t) want.push_back(calib(t, c));
+
+  thread_pool pool(2);
+  std::vector<calibration_result> got(callers);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < callers; ++t) {
+    threads.emplace_back([&, t] {
+      calibration_config mine = c;
+      mine.parallel = pool.as_function();
+      got[std::size_t(t)] = calib(t, mine);
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (std::size_t t = 0; t < callers; ++t) {
+    BOOST_TEST(got[t].params.qweight == want[t].params.qweight);
+    BOOST_TEST(got[t].params.smooth == want[t].params.smooth);
+    BOOST_TEST((got[t].params.lowrank[1].L == want[t].params.lowrank[1].L));
+    BOOST_TEST((got[t].params.lowrank[1].R == want[t].params.lowrank[1].R));
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -30,7 +30,7 @@ bool print_activation_stats(const safetensors_file& file, const std::string& lab
                             const std::string& name) {
   const auto& info = file.info(name);
   if (info.shape.rank() != 2) {
-    std::printf("    %-10s %s is not [tokens, channels]\n", label.c_str(),
+    std::printf("    %-14s %s is not [tokens, channels]\n", label.c_str(),
                 shape_string(info.shape).c_str());
     return true;
   }
@@ -40,7 +40,7 @@ bool print_activation_stats(const safetensors_file& file, const std::string& lab
     stats.add(x.matrix());
   } catch (const error& e) {
     if (e.code() != errc::non_finite) throw;
-    std::printf("    %-10s NON-FINITE: %s\n", label.c_str(), e.what());
+    std::printf("    %-14s NON-FINITE: %s\n", label.c_str(), e.what());
     return false;
   }
   const Eigen::VectorXd absmax = stats.absmax();
@@ -68,7 +68,7 @@ bool print_activation_stats(const safetensors_file& file, const std::string& lab
                   absmax(order[static_cast<std::size_t>(k)]));
     top += buf;
   }
-  std::printf("    %-10s %8td %8td %10.4g %10.4g %8.1fx %10.4g %10.4g  %s\n", label.c_str(),
+  std::printf("    %-14s %8td %8td %10.4g %10.4g %8.1fx %10.4g %10.4g  %s\n", label.c_str(),
               x.rows(), c, max_abs, median, median > 0 ? max_abs / median : 0.0, mean_all, rms,
               top.c_str());
   return true;
@@ -106,7 +106,7 @@ int run_inspect(const std::vector<std::string>& words) {
                                              : "activations";
       std::printf("  %s (%s)\n", prefix.c_str(), kind.c_str());
       if (e.inputs.empty() && e.outputs.empty()) continue;
-      std::printf("    %-10s %8s %8s %10s %10s %9s %10s %10s  %s\n", "modality", "tokens",
+      std::printf("    %-14s %8s %8s %10s %10s %9s %10s %10s  %s\n", "modality", "tokens",
                   "channels", "absmax", "median", "max/med", "mean", "rms",
                   "top channels (index:absmax)");
       for (const auto& [m, name] : e.inputs) finite &= print_activation_stats(file, m, name);

@@ -108,6 +108,14 @@ inline double negligible_singular_value(double sigma1, index_t n, bool randomize
 
 }  // namespace detail
 
+namespace detail {
+template <class Deferred>
+compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& delta_w,
+                                       const Eigen::Ref<const Eigen::MatrixXd>& gram,
+                                       const rank_policy& policy, const whitening_options& whiten,
+                                       const svd_options& svd);
+}  // namespace detail
+
 /// Computes the rank-r factors L (d_in x r), R (r x d_out) minimising ‖X̃(ΔWᵀ − L·R)‖_F, the
 /// output error of modality m's smoothed tokens X̃ (algorithm.md §6.6), from ΔW and the Gram
 /// C̃ = X̃ᵀX̃ alone.
@@ -137,17 +145,29 @@ inline double negligible_singular_value(double sigma1, index_t n, bool randomize
 ///   // vision tokens: y = Q(x ⊘ s_v)·Ŵᵀ + b + (x ⊘ s_v)·cmc.L·cmc.R
 /// \endcode
 template <class DeltaW, class Gram>
-compensation compute_compensation(const Eigen::MatrixBase<DeltaW>& delta_w_in,
-                                  const Eigen::MatrixBase<Gram>& gram_in,
+compensation compute_compensation(const Eigen::MatrixBase<DeltaW>& delta_w,
+                                  const Eigen::MatrixBase<Gram>& gram,
                                   const rank_policy& policy = {},
                                   const whitening_options& whiten = {},
                                   const svd_options& svd = {}) {
   static_assert(std::is_same_v<typename DeltaW::Scalar, double> &&
                     std::is_same_v<typename Gram::Scalar, double>,
                 "compute_compensation: delta_w and gram must be double (use .cast<double>())");
+  // Plain double matrices and maps bind to the Refs without a copy; expressions are evaluated
+  // once. One implementation for every argument type (the Deferred argument only keeps it from
+  // being compiled where compute_compensation is never called).
+  return detail::compute_compensation_impl<std::void_t<DeltaW, Gram>>(
+      delta_w.derived(), gram.derived(), policy, whiten, svd);
+}
+
+namespace detail {
+
+template <class Deferred>
+compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& delta_w,
+                                       const Eigen::Ref<const Eigen::MatrixXd>& gram,
+                                       const rank_policy& policy, const whitening_options& whiten,
+                                       const svd_options& svd) {
   constexpr const char* op = "compute_compensation";
-  // Plain double matrices and maps bind without a copy; expressions are evaluated once.
-  const Eigen::Ref<const Eigen::MatrixXd> delta_w(delta_w_in.derived()), gram(gram_in.derived());
   const index_t d_out = delta_w.rows(), d_in = delta_w.cols();
   MASQUANT_CHECK(d_out >= 1 && d_in >= 1, errc::shape_mismatch, op, ": delta_w is ", d_out, "x",
                  d_in, " (d_out x d_in, both >= 1)");
@@ -253,6 +273,8 @@ compensation compute_compensation(const Eigen::MatrixBase<DeltaW>& delta_w_in,
                  ", largest singular value ", out.singular_values[0], ")");
   return out;
 }
+
+}  // namespace detail
 
 /// ΔW = W·diag(s) − Ŵ (d_out x d_in, double) into `out` (resized only when its shape differs):
 /// the difference between modality m's smoothed weight and the shared dequantized weight
