@@ -261,7 +261,8 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
       } else {
         delta_weight(as_eigen(weight), s_map, shared, delta);
       }
-      const Eigen::MatrixXd gram = smooth_gram(stats[static_cast<modality_id>(m)].gram(), s_map);
+      Eigen::MatrixXd gram = stats[static_cast<modality_id>(m)].gram();
+      smooth_gram(gram, s_map, gram);  // in place: no second d_in² matrix
       svd_options svd = config.svd;
       svd.seed = config.seed + static_cast<std::uint64_t>(m);
       const compensation c = detail::with_context(
