@@ -1,11 +1,8 @@
-// src.hpp: the one translation unit of a MASQUANT_SEPARATE_COMPILATION build. With the macro
-// defined, <masquant/calibrate/calibrate.hpp> only declares calibrate(); include this header in
-// exactly one .cpp file of the program to compile it there, once.
+// src.hpp: explicit instantiations of calibrate(), for the one translation unit of a
+// MASQUANT_SEPARATE_COMPILATION build (with the macro defined, <masquant/calibrate/calibrate.hpp>
+// only declares calibrate(); include this header in exactly one .cpp file of the program).
+// Without the macro it is harmless: the same definitions, instantiated in that file.
 #pragma once
-
-#ifndef MASQUANT_SEPARATE_COMPILATION
-#error "<masquant/src.hpp> is for MASQUANT_SEPARATE_COMPILATION builds (docs/api.md, Compile time)"
-#endif
 
 #include <masquant/calibrate/detail/calibrate_impl.hpp>
 
