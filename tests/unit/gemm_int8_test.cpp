@@ -101,6 +101,51 @@ BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(decode_row_over_one_to_four_column_blocks_at_once) {
+  // M = 1 runs up to four 64-column blocks of a task in one kernel call: 1..4 blocks per call,
+  // a partial last block, several tasks, K with and without a tail, the float epilogue with bias
+  // and accumulation on every block.
+  for (gemm_isa isa : available_gemm_isas()) {
+    for (int bits : {8, 4}) {
+      const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
+      for (index_t n : {64, 128, 192, 256, 300, 577}) {
+        for (index_t k : {5, 256, 1001}) {
+          const auto a = testing::random_int8(1, k, -128, 127, 71 + n + k);
+          const auto w = testing::random_int8(n, k, lo, hi, 72 + n + k);
+          std::string where;
+          BOOST_TEST(int32_mismatches(isa, a, w, bits, &where) == 0,
+                     testing::gemm_case(isa, 1, k, n, bits) << " first mismatch " << where);
+        }
+      }
+    }
+    const index_t k = 333, n = 450;
+    const auto a = testing::random_int8(1, k, -127, 127, 81);
+    const auto w = testing::random_int8(n, k, -127, 127, 82);
+    const auto ws = testing::random_scales(n, 1e-3f, 2e-2f, 83);
+    const auto as = testing::random_scales(1, 1e-2f, 1.0f, 84);
+    const auto bias = testing::random_scales(n, -5.0f, 5.0f, 85);
+    const auto c0 = testing::random_uniform(1, n, -10.0f, 10.0f, 86);
+    matrix<float> got = c0, want = c0;
+    gemm_options opt;
+    opt.isa = isa;
+    opt.bias = bias;
+    opt.accumulate = true;
+    int8_gemm(a.cview(), as, packed_weights::pack(w.cview(), ws), got.view(), opt);
+    reference::int8_gemm(a.cview(), as, w.cview(), ws, want.view(), vector_view<const float>(bias),
+                         true);
+    matrix<std::int32_t> acc(1, n);
+    reference::int8_gemm_int32(a.cview(), w.cview(), acc.view());
+    index_t bad = 0;
+    for (index_t c = 0; c < n; ++c) {
+      const auto i = static_cast<std::size_t>(c);
+      const double mag = std::abs(static_cast<double>(as[0]) * ws[i] * acc(0, c)) +
+                         std::abs(bias[i]) + std::abs(c0(0, c));
+      if (!close(got(0, c), want(0, c), mag)) ++bad;
+    }
+    BOOST_TEST(bad == 0, testing::gemm_case(isa, 1, k, n, 8) << " bias + accumulate");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(int32_exact_at_extreme_values_and_the_k_bound) {
   // K = int8_gemm_max_k with every product at its extreme: |C| reaches 16384 * K = 2^31 - 16384,
   // and the unsigned-weight intermediate (a * (w + 128)) wraps int32 several times on the way.

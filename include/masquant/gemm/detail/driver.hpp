@@ -71,6 +71,34 @@ blocking plan(const problem& p) noexcept {
   return bl;
 }
 
+/// The task of a single row (decode) with a kernel that takes several column blocks at once.
+template <class Kernel>
+void run_row(const problem& p, index_t m, index_t cb0, index_t cb1, std::int32_t corr) noexcept {
+  static_assert(Kernel::tile_cols == block_cols && Kernel::row_blocks <= task_blocks);
+  tile_args t[Kernel::row_blocks];
+  for (index_t cb = cb0; cb < cb1; cb += Kernel::row_blocks) {
+    const int blocks = static_cast<int>(std::min<index_t>(Kernel::row_blocks, cb1 - cb));
+    for (int j = 0; j < blocks; ++j) {
+      const index_t n0 = (cb + j) * block_cols;
+      tile_args& tj = t[j];
+      tj.a = p.a + m * p.lda;
+      tj.lda = p.lda;
+      tj.b = p.b + (cb + j) * p.block_bytes;
+      tj.k = p.k;
+      tj.row_corr = &corr;
+      tj.a_scale = p.a_scale != nullptr ? p.a_scale + m : nullptr;
+      tj.b_scale = p.b_scale + n0;
+      tj.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
+      tj.c = p.c != nullptr ? p.c + m * p.ldc + n0 : nullptr;
+      tj.c_int = p.c_int != nullptr ? p.c_int + m * p.ldc + n0 : nullptr;
+      tj.ldc = p.ldc;
+      tj.cols = static_cast<int>(std::min(block_cols, p.n - n0));
+      tj.accumulate = p.accumulate;
+    }
+    Kernel::run_row(p.int4, t, blocks);
+  }
+}
+
 template <class Kernel>
 void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   constexpr index_t tc = Kernel::tile_cols;
@@ -87,6 +115,9 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
     MASQUANT_ASSERT(p.row_sums == nullptr || p.row_sums[m0 + r] == Kernel::row_sum(row, p.k));
     const std::int32_t sum = p.row_sums != nullptr ? p.row_sums[m0 + r] : Kernel::row_sum(row, p.k);
     row_corr[r] = p.zero_point * sum;
+  }
+  if constexpr (Kernel::row_blocks > 1) {
+    if (rows == 1 && bl.k_blocks == 1) return run_row<Kernel>(p, m0, cb0, cb1, row_corr[0]);
   }
   alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split
 

@@ -19,6 +19,7 @@ namespace masquant::detail::gemm {
 struct avx2_kernel {
   static constexpr index_t tile_cols = 8;
   static constexpr int max_rows = 4;
+  static constexpr int row_blocks = 1;  // no multi-block row kernel
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {

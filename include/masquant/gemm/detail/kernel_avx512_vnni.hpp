@@ -20,6 +20,7 @@ namespace masquant::detail::gemm {
 struct avx512_vnni_kernel {
   static constexpr index_t tile_cols = 64;
   static constexpr int max_rows = 6;
+  static constexpr int row_blocks = 4;  // column blocks run_row takes at once
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {
@@ -35,6 +36,22 @@ struct avx512_vnni_kernel {
         return int4 ? tile<5, true>(t) : tile<5, false>(t);
       default:
         return int4 ? tile<6, true>(t) : tile<6, false>(t);
+    }
+  }
+
+  /// One activation row against `blocks` (1..row_blocks) column tiles at once, t[0..blocks)
+  /// sharing a and k. Decode streams weights from memory, and one core reads ~1.4x faster from
+  /// four streams than from one on this machine: a tile at a time is one stream.
+  static void run_row(bool int4, const tile_args* t, int blocks) noexcept {
+    switch (blocks) {
+      case 1:
+        return int4 ? row_tile<1, true>(t) : row_tile<1, false>(t);
+      case 2:
+        return int4 ? row_tile<2, true>(t) : row_tile<2, false>(t);
+      case 3:
+        return int4 ? row_tile<3, true>(t) : row_tile<3, false>(t);
+      default:
+        return int4 ? row_tile<4, true>(t) : row_tile<4, false>(t);
     }
   }
 
@@ -101,6 +118,42 @@ struct avx512_vnni_kernel {
       for (index_t v = 0; v < 4; ++v) _mm512_store_si512(out[r] + 16 * v, acc[r][v]);
     }
     finish<R>(t, out);
+  }
+
+  template <int NB, bool Int4>
+  MASQUANT_GEMM_TARGET_AVX512 static void row_tile(const tile_args* t) noexcept {
+    __m512i acc[NB][1][4];
+#pragma GCC unroll 4
+    for (index_t j = 0; j < NB; ++j) {
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) acc[j][0][v] = _mm512_setzero_si512();
+    }
+    constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
+    const index_t steps = t[0].k / step_k, tail = t[0].k % step_k;
+    const std::uint8_t* b[NB];
+    for (index_t j = 0; j < NB; ++j) b[j] = t[j].b;
+    if (tail != 0) {  // first, as in tile()
+      const std::int8_t* a = t[0].a + steps * step_k;
+      const std::int32_t lo[1] = {load4_partial(a, tail)};
+      const std::int32_t hi[1] = {load4_partial(a + 4, tail - 4)};
+#pragma GCC unroll 4
+      for (index_t j = 0; j < NB; ++j) step<1, Int4>(acc[j], b[j] + steps * step_bytes, lo, hi);
+    }
+    const std::int8_t* a = t[0].a;
+    for (index_t s = 0; s < steps; ++s, a += step_k) {
+      const std::int32_t lo[1] = {load4(a)};
+      std::int32_t hi[1] = {0};
+      if constexpr (Int4) hi[0] = load4(a + 4);
+#pragma GCC unroll 4
+      for (index_t j = 0; j < NB; ++j) step<1, Int4>(acc[j], b[j] + s * step_bytes, lo, hi);
+    }
+    alignas(64) std::int32_t out[NB][1][64];
+#pragma GCC unroll 4
+    for (index_t j = 0; j < NB; ++j) {
+#pragma GCC unroll 4
+      for (index_t v = 0; v < 4; ++v) _mm512_store_si512(out[j][0] + 16 * v, acc[j][0][v]);
+    }
+    for (index_t j = 0; j < NB; ++j) finish<1>(t[j], out[j]);
   }
 
  private:
