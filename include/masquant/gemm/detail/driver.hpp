@@ -9,7 +9,8 @@
 // K: the weight panel of the tile (64 x K bytes, streamed from memory once per task) stays in L2
 // and every row tile after the first reads it from there. Only when that panel would outgrow L2
 // (K > 12288) is K cut into blocks; the int32 partial sums of the task's rows then wait in a
-// small workspace on the stack (no allocation per call).
+// small workspace on the stack (no allocation per call). A task of one row (decode) goes to the
+// kernel's run_row when it has one: several column blocks per call, several weight streams.
 #pragma once
 
 #include <algorithm>

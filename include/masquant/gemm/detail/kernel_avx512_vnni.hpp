@@ -4,7 +4,8 @@
 // broadcast. Per step of 4 k it loads 256 weight bytes (one column block step, contiguous) and
 // broadcasts 4 activation bytes per row: the weight bytes are the unsigned operand of vpdpbusd,
 // the activations the signed one. int4 weights are unpacked in registers (and, shift) so a
-// decode step streams half the bytes.
+// decode step streams half the bytes. A single row (decode) runs up to four column blocks at
+// once (run_row), so that four weight streams are in flight.
 #pragma once
 
 #include <cstdint>
@@ -40,8 +41,8 @@ struct avx512_vnni_kernel {
   }
 
   /// One activation row against `blocks` (1..row_blocks) column tiles at once, t[0..blocks)
-  /// sharing a and k. Decode streams weights from memory, and one core reads ~1.4x faster from
-  /// four streams than from one on this machine: a tile at a time is one stream.
+  /// sharing a and k. Decode streams weights from memory, and one core of this machine reads
+  /// four streams ~1.3x faster than one: a tile at a time is one stream.
   static void run_row(bool int4, const tile_args* t, int blocks) noexcept {
     switch (blocks) {
       case 1:
