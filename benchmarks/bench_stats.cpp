@@ -119,7 +119,7 @@ void ratio_counters(benchmark::State& state, const std::string& group, double ou
 
 // The read-bandwidth peers: a sum of every float (4 independent accumulators), split by rows.
 // `streams` = 1 reads each thread's rows in order; 4 reads four quarters of them side by side,
-// which one core of this machine reads ~1.4x faster than a single stream.
+// which one core of this machine reads 1.1-1.4x faster than a single stream.
 float read_all(masquant::matrix_view<const float> x, int threads, int streams) {
   using batch = xsimd::batch<float>;
   constexpr index_t w = static_cast<index_t>(batch::size);
