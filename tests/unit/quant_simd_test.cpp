@@ -154,6 +154,28 @@ BOOST_AUTO_TEST_CASE(odd_widths_match_reference) {
   });
 }
 
+// An output of at least streaming_min_bytes is written with non-temporal stores from the first
+// vector-aligned element of each run: rows of a 4101-float stride start at every alignment, and
+// nothing outside the view may change.
+BOOST_AUTO_TEST_CASE(large_output_with_streaming_stores_matches_reference) {
+  const index_t rows = 2050, cols = 4099;
+  static_assert(2050 * 4099 * sizeof(float) >= detail::qsimd::streaming_min_bytes);
+  testing::matrix<float> x(rows, cols);
+  testing::fill(x.view(), data_kind::normal, 77);
+  for (const quant_spec& spec : {quant_spec{8, true, granularity::per_row, 0},
+                                 quant_spec{4, false, granularity::per_group, 128}}) {
+    testing::matrix<float> want(rows, cols);
+    reference::fake_quant(x.cview(), spec, want.view());
+    testing::for_each_arch([&](auto arch) {
+      using Arch = decltype(arch);
+      testing::padded<float> y(rows, cols, 2, -7.0f);
+      fake_quant<Arch>(x.cview(), spec, y.view());
+      BOOST_TEST(same_bits(y.cview(), want.cview(), "streamed fake_quant"));
+      BOOST_TEST(y.padding_intact(-7.0f));
+    });
+  }
+}
+
 // Every bit width, symmetric and asymmetric, every granularity (ragged and exact groups), every
 // data kind, on a few shapes with long rows and vector tails.
 BOOST_AUTO_TEST_CASE(all_specs_match_reference) {

@@ -140,6 +140,58 @@ struct float_sink {
   }
 };
 
+/// float_sink with non-temporal stores for the full vectors, which must land on addresses aligned
+/// to the vector size (y aligned, j a multiple of the width). For outputs far larger than the
+/// caches: a normal store first reads the line it overwrites. Callers fence with stream_fence().
+struct streaming_float_sink : float_sink {
+  using float_sink::put;
+  template <class Arch>
+  void put(index_t j, const xsimd::batch<float, Arch>& q) const noexcept {
+    using B = xsimd::batch<float, Arch>;
+    const B v = (q - B(zf)) * B(delta);
+#if defined(__AVX512F__)
+    if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+      _mm512_stream_ps(y + j, v);
+      return;
+    }
+#endif
+#if defined(__AVX__)
+    if constexpr (std::is_base_of_v<xsimd::avx, Arch>) {
+      _mm256_stream_ps(y + j, v);
+      return;
+    }
+#endif
+    v.store_aligned(y + j);
+  }
+};
+
+/// Bytes of one float vector of Arch (a float for the scalar path).
+template <class Arch>
+constexpr std::size_t vector_bytes() noexcept {
+  if constexpr (has_simd<Arch>) {
+    return sizeof(xsimd::batch<float, Arch>);
+  } else {
+    return sizeof(float);
+  }
+}
+
+/// Output bytes from which fake_quant writes with non-temporal stores (the last-level cache of
+/// the machines we measure on is 32 MiB).
+inline constexpr std::size_t streaming_min_bytes = std::size_t{32} << 20;
+
+/// Orders the non-temporal stores of this thread before anything that follows, also when the
+/// scope is left by an exception.
+struct stream_fence {
+  stream_fence() = default;
+  stream_fence(const stream_fence&) = delete;
+  stream_fence& operator=(const stream_fence&) = delete;
+  ~stream_fence() {
+#if defined(__SSE__)
+    _mm_sfence();
+#endif
+  }
+};
+
 /// Writes the level q minus the storage offset as int8.
 struct int8_sink {
   std::int8_t* q;
