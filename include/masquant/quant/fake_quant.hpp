@@ -23,6 +23,8 @@ namespace masquant {
 /// errc::shape_mismatch, errc::non_finite naming the row and column of the first NaN or Inf.
 /// On errc::non_finite, rows before the offending one are written and it and all later rows
 /// are untouched (per_tensor and identity: nothing is written); other errors write nothing.
+/// An output of 32 MiB or more (not in place) is written with non-temporal stores, so it is not
+/// left in the caches; the values are the same.
 ///
 /// Example (per-token A8 activations, in place):
 /// \code
