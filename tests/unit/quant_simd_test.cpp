@@ -154,16 +154,18 @@ BOOST_AUTO_TEST_CASE(odd_widths_match_reference) {
   });
 }
 
-// An output of at least streaming_min_bytes is written with non-temporal stores from the first
-// vector-aligned element of each run: rows of a 4101-float stride start at every alignment, and
-// nothing outside the view may change.
-BOOST_AUTO_TEST_CASE(large_output_with_streaming_stores_matches_reference) {
+// A matrix of at least streaming_min_bytes prefetches the next row while it writes one, and out
+// of place writes with non-temporal stores from the first vector-aligned element of each run:
+// rows of a 4101-float stride start at every alignment, and nothing outside the view may change.
+// In place the same values come out with plain stores.
+BOOST_AUTO_TEST_CASE(large_matrix_with_prefetch_and_streaming_stores_matches_reference) {
   const index_t rows = 2050, cols = 4099;
   static_assert(2050 * 4099 * sizeof(float) >= detail::qsimd::streaming_min_bytes);
   testing::matrix<float> x(rows, cols);
   testing::fill(x.view(), data_kind::normal, 77);
   for (const quant_spec& spec : {quant_spec{8, true, granularity::per_row, 0},
-                                 quant_spec{4, false, granularity::per_group, 128}}) {
+                                 quant_spec{4, false, granularity::per_group, 128},
+                                 quant_spec{6, true, granularity::per_tensor, 0}}) {
     testing::matrix<float> want(rows, cols);
     reference::fake_quant(x.cview(), spec, want.view());
     testing::for_each_arch([&](auto arch) {
@@ -172,6 +174,12 @@ BOOST_AUTO_TEST_CASE(large_output_with_streaming_stores_matches_reference) {
       fake_quant<Arch>(x.cview(), spec, y.view());
       BOOST_TEST(same_bits(y.cview(), want.cview(), "streamed fake_quant"));
       BOOST_TEST(y.padding_intact(-7.0f));
+      testing::padded<float> z(rows, cols, 2, -7.0f);
+      for (index_t r = 0; r < rows; ++r)
+        std::copy(x.cview().row_data(r), x.cview().row_data(r) + cols, z.view().row_data(r));
+      fake_quant_inplace<Arch>(z.view(), spec);
+      BOOST_TEST(same_bits(z.cview(), want.cview(), "large fake_quant_inplace"));
+      BOOST_TEST(z.padding_intact(-7.0f));
     });
   }
 }
