@@ -106,9 +106,6 @@ inline double negligible_singular_value(double sigma1, index_t n, bool randomize
   return sigma1 * (randomized ? std::sqrt(ne) : ne);
 }
 
-}  // namespace detail
-
-namespace detail {
 template <class Deferred>
 compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& delta_w,
                                        const Eigen::Ref<const Eigen::MatrixXd>& gram,

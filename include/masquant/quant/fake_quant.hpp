@@ -55,7 +55,7 @@ void fake_quant(matrix_view<const float> x, const quant_spec& spec, matrix_view<
       static_cast<std::size_t>(y.rows()) * static_cast<std::size_t>(y.cols()) * sizeof(float) >=
           detail::qsimd::streaming_min_bytes;
   const bool stream = large && x.data() != y.data();
-  const detail::qsimd::stream_fence fence;
+  const detail::qsimd::stream_fence fence(stream);
   detail::quantize_rows<Arch>(
       op, x, spec, nullptr,
       [&](index_t r, index_t c0, index_t n, const detail::qsimd::level_params& lp) {

@@ -194,15 +194,16 @@ constexpr std::size_t vector_bytes() noexcept {
 /// the machines we measure on is 32 MiB).
 inline constexpr std::size_t streaming_min_bytes = std::size_t{32} << 20;
 
-/// Orders the non-temporal stores of this thread before anything that follows, also when the
-/// scope is left by an exception.
+/// When `active`, orders the non-temporal stores of this thread before anything that follows,
+/// also when the scope is left by an exception.
 struct stream_fence {
-  stream_fence() = default;
+  bool active;
+  explicit stream_fence(bool on) noexcept : active(on) {}
   stream_fence(const stream_fence&) = delete;
   stream_fence& operator=(const stream_fence&) = delete;
   ~stream_fence() {
 #if defined(__SSE__)
-    _mm_sfence();
+    if (active) _mm_sfence();
 #endif
   }
 };
