@@ -26,17 +26,17 @@ struct avx512_vnni_kernel {
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {
       case 1:
-        return int4 ? tile<1, true>(t) : tile<1, false>(t);
+        return int4 ? tile<1, 1, true>(&t) : tile<1, 1, false>(&t);
       case 2:
-        return int4 ? tile<2, true>(t) : tile<2, false>(t);
+        return int4 ? tile<2, 1, true>(&t) : tile<2, 1, false>(&t);
       case 3:
-        return int4 ? tile<3, true>(t) : tile<3, false>(t);
+        return int4 ? tile<3, 1, true>(&t) : tile<3, 1, false>(&t);
       case 4:
-        return int4 ? tile<4, true>(t) : tile<4, false>(t);
+        return int4 ? tile<4, 1, true>(&t) : tile<4, 1, false>(&t);
       case 5:
-        return int4 ? tile<5, true>(t) : tile<5, false>(t);
+        return int4 ? tile<5, 1, true>(&t) : tile<5, 1, false>(&t);
       default:
-        return int4 ? tile<6, true>(t) : tile<6, false>(t);
+        return int4 ? tile<6, 1, true>(&t) : tile<6, 1, false>(&t);
     }
   }
 
@@ -46,13 +46,13 @@ struct avx512_vnni_kernel {
   static void run_row(bool int4, const tile_args* t, int blocks) noexcept {
     switch (blocks) {
       case 1:
-        return int4 ? row_tile<1, true>(t) : row_tile<1, false>(t);
+        return int4 ? tile<1, 1, true>(t) : tile<1, 1, false>(t);
       case 2:
-        return int4 ? row_tile<2, true>(t) : row_tile<2, false>(t);
+        return int4 ? tile<1, 2, true>(t) : tile<1, 2, false>(t);
       case 3:
-        return int4 ? row_tile<3, true>(t) : row_tile<3, false>(t);
+        return int4 ? tile<1, 3, true>(t) : tile<1, 3, false>(t);
       default:
-        return int4 ? row_tile<4, true>(t) : row_tile<4, false>(t);
+        return int4 ? tile<1, 4, true>(t) : tile<1, 4, false>(t);
     }
   }
 
@@ -79,82 +79,58 @@ struct avx512_vnni_kernel {
     return total;
   }
 
-  template <int R, bool Int4>
-  MASQUANT_GEMM_TARGET_AVX512 static void tile(const tile_args& t) noexcept {
-    __m512i acc[R][4];
-#pragma GCC unroll 8
-    for (index_t r = 0; r < R; ++r) {
+  /// R rows (of t[0].a, stride t[0].lda) against NB column tiles t[0..NB) sharing a and k:
+  /// R · NB <= 6, i.e. at most 24 accumulators (6 x 1 for M > 1, 1 x 1..4 for decode).
+  template <int R, int NB, bool Int4>
+  MASQUANT_GEMM_TARGET_AVX512 static void tile(const tile_args* t) noexcept {
+    static_assert(R * NB <= 6);
+    __m512i acc[NB][R][4];
 #pragma GCC unroll 4
-      for (index_t v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_si512();
+    for (index_t j = 0; j < NB; ++j) {
+#pragma GCC unroll 8
+      for (index_t r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+        for (index_t v = 0; v < 4; ++v) acc[j][r][v] = _mm512_setzero_si512();
+      }
     }
     constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
-    const index_t steps = t.k / step_k, tail = t.k % step_k;
-    const index_t lda = t.lda;
+    const index_t steps = t[0].k / step_k, tail = t[0].k % step_k;
+    const index_t lda = t[0].lda;
+    const std::uint8_t* b[NB];
+    for (index_t j = 0; j < NB; ++j) b[j] = t[j].b;
     // The partial step at the end of K goes first: after the hot loop, GCC 12 would keep the
     // accumulators on the stack through the loop.
     if (tail != 0) {
-      const std::int8_t* a = t.a + steps * step_k;
+      const std::int8_t* a = t[0].a + steps * step_k;
       std::int32_t lo[R], hi[R];
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4_partial(a + r * lda, tail);
         hi[r] = load4_partial(a + r * lda + 4, tail - 4);
       }
-      step<R, Int4>(acc, t.b + steps * step_bytes, lo, hi);
+#pragma GCC unroll 4
+      for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + steps * step_bytes, lo, hi);
     }
-    const std::int8_t* a = t.a;
-    const std::uint8_t* b = t.b;
-    for (index_t s = 0; s < steps; ++s, a += step_k, b += step_bytes) {
+    const std::int8_t* a = t[0].a;
+    for (index_t s = 0; s < steps; ++s, a += step_k) {
       std::int32_t lo[R], hi[R];
 #pragma GCC unroll 8
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4(a + r * lda);
         if constexpr (Int4) hi[r] = load4(a + r * lda + 4);
       }
-      step<R, Int4>(acc, b, lo, hi);
+#pragma GCC unroll 4
+      for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + s * step_bytes, lo, hi);
     }
-    alignas(64) std::int32_t out[R][64];
+    alignas(64) std::int32_t out[NB][R][64];
+#pragma GCC unroll 4
+    for (index_t j = 0; j < NB; ++j) {
 #pragma GCC unroll 8
-    for (index_t r = 0; r < R; ++r) {
+      for (index_t r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-      for (index_t v = 0; v < 4; ++v) _mm512_store_si512(out[r] + 16 * v, acc[r][v]);
+        for (index_t v = 0; v < 4; ++v) _mm512_store_si512(out[j][r] + 16 * v, acc[j][r][v]);
+      }
     }
-    finish<R>(t, out);
-  }
-
-  template <int NB, bool Int4>
-  MASQUANT_GEMM_TARGET_AVX512 static void row_tile(const tile_args* t) noexcept {
-    __m512i acc[NB][1][4];
-#pragma GCC unroll 4
-    for (index_t j = 0; j < NB; ++j) {
-#pragma GCC unroll 4
-      for (index_t v = 0; v < 4; ++v) acc[j][0][v] = _mm512_setzero_si512();
-    }
-    constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
-    const index_t steps = t[0].k / step_k, tail = t[0].k % step_k;
-    const std::uint8_t* b[NB];
-    for (index_t j = 0; j < NB; ++j) b[j] = t[j].b;
-    if (tail != 0) {  // first, as in tile()
-      const std::int8_t* a = t[0].a + steps * step_k;
-      const std::int32_t lo[1] = {load4_partial(a, tail)};
-      const std::int32_t hi[1] = {load4_partial(a + 4, tail - 4)};
-#pragma GCC unroll 4
-      for (index_t j = 0; j < NB; ++j) step<1, Int4>(acc[j], b[j] + steps * step_bytes, lo, hi);
-    }
-    const std::int8_t* a = t[0].a;
-    for (index_t s = 0; s < steps; ++s, a += step_k) {
-      const std::int32_t lo[1] = {load4(a)};
-      std::int32_t hi[1] = {0};
-      if constexpr (Int4) hi[0] = load4(a + 4);
-#pragma GCC unroll 4
-      for (index_t j = 0; j < NB; ++j) step<1, Int4>(acc[j], b[j] + s * step_bytes, lo, hi);
-    }
-    alignas(64) std::int32_t out[NB][1][64];
-#pragma GCC unroll 4
-    for (index_t j = 0; j < NB; ++j) {
-#pragma GCC unroll 4
-      for (index_t v = 0; v < 4; ++v) _mm512_store_si512(out[j][0] + 16 * v, acc[j][0][v]);
-    }
-    for (index_t j = 0; j < NB; ++j) finish<1>(t[j], out[j]);
+    for (index_t j = 0; j < NB; ++j) finish<R>(t[j], out[j]);
   }
 
  private:
