@@ -287,7 +287,7 @@ void moments_update(const float* const* rows, index_t n, std::int64_t count, ind
   // 11..0 (4K aliasing: up to ~25% in cache here). Both arrays are placed half a page from
   // rows[0] + c0, modulo 4 KiB.
   constexpr index_t wide_span = moments_wide<A> ? moments_span : 1;
-  constexpr index_t page_floats = 1024;
+  constexpr index_t page_floats = moments_wide<A> ? 1024 : 0;
   alignas(64) float minmax[2 * wide_span + page_floats];
   float* lo_f = minmax;
   if constexpr (moments_wide<A>) {
