@@ -36,6 +36,7 @@
 #include <masquant/gemm/int8_gemm.hpp>
 #include <masquant/parallel.hpp>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <thread>
@@ -158,9 +159,24 @@ const activations& activations_for(index_t m, index_t k) {
   return x;
 }
 
+// Outputs start on a cache line, as an engine's activation buffers do (for every participant).
 template <class T>
-std::vector<T>& output(index_t m, index_t n) {
-  static std::vector<T> c;
+struct line_aligned {
+  using value_type = T;
+  line_aligned() = default;
+  template <class U>
+  explicit line_aligned(const line_aligned<U>&) {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete (p, std::align_val_t{64}); }
+  bool operator==(const line_aligned&) const { return true; }
+  bool operator!=(const line_aligned&) const { return false; }
+};
+
+template <class T>
+std::vector<T, line_aligned<T>>& output(index_t m, index_t n) {
+  static std::vector<T, line_aligned<T>> c;
   c.resize(static_cast<std::size_t>(m * n));
   return c;
 }

@@ -1,8 +1,10 @@
 // gemm_int8_test.cpp: the INT8 GEMM against the int64 / double reference, on every kernel this
 // build and CPU run.
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <masquant/gemm/int8_gemm.hpp>
@@ -82,20 +84,25 @@ BOOST_AUTO_TEST_CASE(int32_exact_on_odd_shapes_every_isa) {
 
 BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks) {
   // Several row tiles and tasks, N with a partial last block, and K above the split threshold
-  // (12288): K is cut into blocks whose partial sums go through the workspace.
+  // (12288): K is cut into blocks whose partial sums go through the workspace. Each shape runs
+  // serially and on two threads (several tasks along M and N).
   struct shape {
     index_t m, k, n;
   };
+  thread_pool pool(2);
   for (gemm_isa isa : available_gemm_isas()) {
     for (int bits : {8, 4}) {
       const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
-      for (shape s :
-           {shape{7, 777, 130}, shape{100, 1001, 300}, shape{300, 64, 20}, shape{13, 20001, 70}}) {
+      for (shape s : {shape{7, 777, 130}, shape{100, 1001, 300}, shape{300, 64, 20},
+                      shape{530, 70, 520}, shape{13, 20001, 70}}) {
         const auto a = testing::random_int8(s.m, s.k, -128, 127, 11);
         const auto w = testing::random_int8(s.n, s.k, lo, hi, 12);
         std::string where;
         BOOST_TEST(int32_mismatches(isa, a, w, bits, &where) == 0,
                    testing::gemm_case(isa, s.m, s.k, s.n, bits) << " first mismatch " << where);
+        BOOST_TEST(int32_mismatches(isa, a, w, bits, &where, pool.as_function()) == 0,
+                   testing::gemm_case(isa, s.m, s.k, s.n, bits)
+                       << " on 2 threads, first mismatch " << where);
       }
     }
   }
@@ -309,6 +316,51 @@ BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count) {
     int8_gemm(a.cview(), as, packed, reversed.view(), opt);
     BOOST_TEST(std::memcmp(reversed.data.data(), serial.data.data(), serial.data.size() * 4) == 0,
                "isa=" << isa << " reversed tasks");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(large_aligned_outputs_streamed_past_the_caches) {
+  // A float output of >= 16 MiB whose rows are whole aligned lines is written with non-temporal
+  // stores where the kernel has them: it must hold the values of ordinary stores bit for bit
+  // (full tiles and the partial last block) and leave the row padding alone.
+  constexpr index_t m = 1030, k = 37, n = 4100, ldc = 4112;
+  static_assert(m * n * 4 >= detail::gemm::stream_output_bytes, "the output must be streamed");
+  const auto a = testing::random_int8(m, k, -128, 127, 91);
+  const auto w = testing::random_int8(n, k, -128, 127, 92);
+  const auto ws = testing::random_scales(n, 1e-3f, 1e-2f, 93);
+  const auto as = testing::random_scales(m, 1e-2f, 1.0f, 94);
+  const auto bias = testing::random_scales(n, -1.0f, 1.0f, 95);
+  const auto packed = packed_weights::pack(w.cview(), ws);
+  matrix<std::int32_t> acc(m, n);
+  reference::int8_gemm_int32(a.cview(), w.cview(), acc.view());
+  const float pad = -7.5f;
+  std::vector<float> storage(static_cast<std::size_t>(m * ldc + 17), pad);
+  float* aligned = storage.data();
+  while (reinterpret_cast<std::uintptr_t>(aligned) % 64 != 0) ++aligned;
+  for (gemm_isa isa : available_gemm_isas()) {
+    gemm_options opt;
+    opt.isa = isa;
+    opt.bias = bias;
+    std::fill(storage.begin(), storage.end(), pad);
+    int8_gemm(a.cview(), as, packed, matrix_view<float>(aligned, m, n, ldc), opt);
+    matrix<float> cached(m, n);  // a dense m x n output: rows are not whole lines, no streaming
+    int8_gemm(a.cview(), as, packed, cached.view(), opt);
+    index_t differ = 0, off = 0, pad_touched = 0;
+    for (index_t r = 0; r < m; ++r) {
+      const float* row = aligned + r * ldc;
+      for (index_t c = 0; c < n; ++c) {
+        const auto j = static_cast<std::size_t>(c);
+        if (std::memcmp(&row[c], &cached(r, c), sizeof(float)) != 0) ++differ;
+        const double want =
+            static_cast<double>(as[static_cast<std::size_t>(r)]) * ws[j] * acc(r, c) + bias[j];
+        const double mag = std::abs(want - bias[j]) + std::abs(bias[j]);
+        if (!close(row[c], want, mag)) ++off;
+      }
+      for (index_t c = n; c < ldc; ++c) pad_touched += row[c] != pad ? 1 : 0;
+    }
+    BOOST_TEST(differ == 0, "isa=" << isa << ": streamed and cached outputs differ");
+    BOOST_TEST(off == 0, "isa=" << isa << ": outputs off the reference");
+    BOOST_TEST(pad_touched == 0, "isa=" << isa << ": row padding written");
   }
 }
 

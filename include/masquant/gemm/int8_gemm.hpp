@@ -100,7 +100,9 @@ inline problem prepare(const char* op, const quantized_activations_view& a, cons
 /// Throws errc::shape_mismatch naming the operands whose extents disagree, errc::non_finite for
 /// a NaN/Inf activation scale or bias (naming the row or channel), errc::overflow for K too
 /// large, errc::not_supported when opt.isa is not available. Nothing is written on error.
-/// Allocates nothing (the thread pool of opt.parallel aside).
+/// Allocates nothing (the thread pool of opt.parallel aside). Outputs of >= 16 MiB whose rows
+/// start on 64-byte boundaries are written past the caches (docs/gemm.md, "Blocking and
+/// threading").
 inline void int8_gemm(const quantized_activations_view& a, const packed_weights& b,
                       matrix_view<float> c, const gemm_options& opt = {}) {
   detail::gemm::problem p = detail::gemm::prepare("int8_gemm", a, b, c.rows(), c.cols());

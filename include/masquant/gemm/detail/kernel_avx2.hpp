@@ -19,7 +19,8 @@ namespace masquant::detail::gemm {
 struct avx2_kernel {
   static constexpr index_t tile_cols = 8;
   static constexpr int max_rows = 4;
-  static constexpr int row_blocks = 1;  // no multi-block row kernel
+  static constexpr bool streams_output = false;  // ignores tile_args::stream
+  static constexpr int row_blocks = 1;           // no multi-block row kernel
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {

@@ -21,7 +21,11 @@ namespace masquant::detail::gemm {
 struct avx512_vnni_kernel {
   static constexpr index_t tile_cols = 64;
   static constexpr int max_rows = 6;
-  static constexpr int row_blocks = 4;  // column blocks run_row takes at once
+  static constexpr int row_blocks = 4;          // column blocks run_row takes at once
+  static constexpr bool streams_output = true;  // honours tile_args::stream
+
+  /// Orders this thread's non-temporal output stores before what follows (the end of a task).
+  MASQUANT_GEMM_TARGET_AVX512 static void stream_fence() noexcept { _mm_sfence(); }
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {
@@ -216,7 +220,10 @@ struct avx512_vnni_kernel {
         if (t.bias != nullptr)
           y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask[v], t.bias + 16 * v));
         if (t.accumulate) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask[v], out + 16 * v));
-        _mm512_mask_storeu_ps(out + 16 * v, mask[v], y);
+        if (t.stream)
+          _mm512_stream_ps(out + 16 * v, y);
+        else
+          _mm512_mask_storeu_ps(out + 16 * v, mask[v], y);
       }
     }
   }

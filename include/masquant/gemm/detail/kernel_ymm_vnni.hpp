@@ -19,7 +19,8 @@ namespace masquant::detail::gemm {
 struct ymm_vnni_kernel {
   static constexpr index_t tile_cols = 32;
   static constexpr int max_rows = 3;
-  static constexpr int row_blocks = 1;  // no multi-block row kernel
+  static constexpr bool streams_output = false;  // ignores tile_args::stream
+  static constexpr int row_blocks = 1;           // no multi-block row kernel
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {
