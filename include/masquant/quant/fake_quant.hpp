@@ -68,7 +68,7 @@ void fake_quant(matrix_view<const float> x, const quant_spec& spec, matrix_view<
         }
         const float* next = r + 1 < x.rows() ? x.row_data(r + 1) + c0 : in;
         if (!stream) {
-          detail::qsimd::quantize_run<Arch>(detail::qsimd::prefetching_source{in, next}, n, lp,
+          detail::qsimd::quantize_run<Arch>(detail::qsimd::prefetching_source{{in}, next}, n, lp,
                                             sink);
           return;
         }
@@ -77,7 +77,7 @@ void fake_quant(matrix_view<const float> x, const quant_spec& spec, matrix_view<
         const index_t head = std::min<index_t>(n, mis == 0 ? 0 : (vb - mis) / sizeof(float));
         detail::qsimd::quantize_run<Arch>(detail::qsimd::plain_source{in}, head, lp, sink);
         detail::qsimd::quantize_run<Arch>(
-            detail::qsimd::prefetching_source{in + head, next + head}, n - head, lp,
+            detail::qsimd::prefetching_source{{in + head}, next + head}, n - head, lp,
             detail::qsimd::streaming_float_sink{{out + head, lp.delta, lp.zf}});
       });
 }

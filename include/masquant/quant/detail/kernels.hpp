@@ -47,16 +47,14 @@ struct plain_source {
 
 /// Reads x[j] like plain_source and, per vector, prefetches `next + j` (the same columns of the
 /// row the caller handles next): the read of that row then overlaps this row's writes.
-struct prefetching_source {
-  const float* x;
+struct prefetching_source : plain_source {
   const float* next;
-  float at(index_t j) const noexcept { return x[j]; }
   template <class Arch>
   xsimd::batch<float, Arch> load(index_t j) const noexcept {
 #if defined(__SSE__)
     _mm_prefetch(reinterpret_cast<const char*>(next + j), _MM_HINT_T1);
 #endif
-    return xsimd::batch<float, Arch>::load_unaligned(x + j);
+    return plain_source::load<Arch>(j);
   }
 };
 
