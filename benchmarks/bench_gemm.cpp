@@ -1,7 +1,7 @@
-// bench_gemm.cpp: masquant's INT8 GEMM (int8 and int4 weights) against oneDNN's
-// dnnl_gemm_u8s8s32 (raw, and plus the per-token / per-channel scale pass a quantized linear
-// needs), OpenBLAS sgemm (sgemv at M = 1) and Eigen's float GEMM, in one process on the same
-// shapes and data.
+// bench_gemm.cpp: masquant's INT8 GEMM (int8 and int4 weights, float out; and int8 weights with
+// int32 out, "ours_int32", the like of raw oneDNN) against oneDNN's dnnl_gemm_u8s8s32 (raw, and
+// plus the per-token / per-channel scale pass a quantized linear needs), OpenBLAS sgemm (sgemv
+// at M = 1) and Eigen's float GEMM, in one process on the same shapes and data.
 //
 // Two modes. Separate (default): one benchmark per participant, named
 // gemm/K<K>xN<N>/M:<M>/threads:<T>/<who>; within a problem the peers run first and masquant last,
@@ -230,6 +230,22 @@ participant ours(shape s, index_t m, int threads, int bits) {
           static_cast<double>(s.n * s.k) * bits / 8.0, false};
 }
 
+// masquant's int8 weights with int32 output (no float epilogue): what raw oneDNN computes.
+participant ours_int32(shape s, index_t m, int threads) {
+  auto& d = data_for(s.k, s.n);
+  const auto& x = activations_for(m, s.k);
+  auto& c = output<std::int32_t>(m, s.n);
+  masquant::gemm_options opt;
+  if (threads > 1) opt.parallel = pool(threads).as_function();
+  const masquant::matrix_view<const std::int8_t> a(x.a8.data(), m, s.k);
+  const masquant::matrix_view<std::int32_t> cv(c.data(), m, s.n);
+  return {"ours_int32",
+          [&d, a, cv, opt](std::size_t i) {
+            masquant::int8_gemm_int32(a, d.ours8[i % d.ours8.size()], cv, opt);
+          },
+          static_cast<double>(s.n * s.k), false};
+}
+
 #ifdef MASQUANT_BENCH_HAVE_DNNL
 // oneDNN's int8 GEMM (u8 activations, s8 weights, int32 out), raw or followed by the scale pass
 // of a quantized linear, y = float(acc) * a_scale[m] * w_scale[n], parallel over rows on the
@@ -359,6 +375,7 @@ std::vector<participant> participants(shape s, index_t m, int threads, bool fp32
   }
   out.push_back(ours(s, m, threads, 8));
   out.push_back(ours(s, m, threads, 4));
+  out.push_back(ours_int32(s, m, threads));
   return out;
 }
 
@@ -527,7 +544,7 @@ void register_all(bool paired, bool fp32_peers) {
 #endif
           if (fp32_peers && t == 1) out.emplace_back("eigen");
           if (m == 1) out.insert(out.end(), {"mem_read", "mem_copy"});
-          out.insert(out.end(), {"ours_int8", "ours_int4"});
+          out.insert(out.end(), {"ours_int8", "ours_int4", "ours_int32"});
           return out;
         }();
         for (std::size_t idx = 0; idx < names.size(); ++idx) {
@@ -544,9 +561,9 @@ void print_summary(const std::map<key, times>& table, const char* title) {
   if (table.empty()) return;
   std::printf("\n%s\n", title);
   std::printf(
-      "\n| K x N | M | threads | ours int8 GOPS | vs dnnl | vs dnnl raw | int4 vs int8 |"
-      " vs openblas | vs eigen | int8 weight GB/s | of copy bw | of read bw |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "\n| K x N | M | threads | ours int8 GOPS | vs dnnl | vs dnnl raw | int32 out vs dnnl raw |"
+      " int4 vs int8 | vs openblas | vs eigen | int8 weight GB/s | of copy bw | of read bw |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& entry : table) {
     const auto [k, n, m, threads] = entry.first;
     const auto& t = entry.second;
@@ -562,9 +579,12 @@ void print_summary(const std::map<key, times>& table, const char* title) {
       if (p > 0.0) std::snprintf(buf, sizeof buf, "%.2f", p / ours_time);
       return std::string(buf);
     };
-    const double int4 = get("ours_int4");
-    char int4_ratio[32] = "-", gbps[32] = "-", of_copy[32] = "-", of_read[32] = "-";
+    const double int4 = get("ours_int4"), int32 = get("ours_int32");
+    char int4_ratio[32] = "-", int32_ratio[32] = "-", gbps[32] = "-", of_copy[32] = "-",
+         of_read[32] = "-";
     if (int4 > 0.0) std::snprintf(int4_ratio, sizeof int4_ratio, "%.2f", ours_time / int4);
+    if (int32 > 0.0 && get("dnnl_raw") > 0.0)
+      std::snprintf(int32_ratio, sizeof int32_ratio, "%.2f", get("dnnl_raw") / int32);
     if (m == 1) {
       const double bytes = static_cast<double>(n * k);  // int8 weight bytes per call
       std::snprintf(gbps, sizeof gbps, "%.1f", bytes / ours_time * 1e-9);
@@ -576,10 +596,10 @@ void print_summary(const std::map<key, times>& table, const char* title) {
         std::snprintf(of_read, sizeof of_read, "%.0f%%", 100.0 * get("mem_read") / ours_time);
       }
     }
-    std::printf("| %ldx%ld | %ld | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+    std::printf("| %ldx%ld | %ld | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
                 static_cast<long>(k), static_cast<long>(n), static_cast<long>(m), threads,
                 2.0 * static_cast<double>(m * n * k) / ours_time * 1e-9, ratio("dnnl").c_str(),
-                ratio("dnnl_raw").c_str(), int4_ratio, ratio("openblas").c_str(),
+                ratio("dnnl_raw").c_str(), int32_ratio, int4_ratio, ratio("openblas").c_str(),
                 ratio("eigen").c_str(), gbps, of_copy, of_read);
   }
 }

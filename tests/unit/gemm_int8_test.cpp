@@ -320,9 +320,9 @@ BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count) {
 }
 
 BOOST_AUTO_TEST_CASE(large_aligned_outputs_streamed_past_the_caches) {
-  // A float output of >= 16 MiB whose rows are whole aligned lines is written with non-temporal
+  // An output of >= 16 MiB whose rows are whole aligned lines is written with non-temporal
   // stores where the kernel has them: it must hold the values of ordinary stores bit for bit
-  // (full tiles and the partial last block) and leave the row padding alone.
+  // (full tiles and the partial last block) and leave the row padding alone; float and int32.
   constexpr index_t m = 1030, k = 37, n = 4100, ldc = 4112;
   static_assert(m * n * 4 >= detail::gemm::stream_output_bytes, "the output must be streamed");
   const auto a = testing::random_int8(m, k, -128, 127, 91);
@@ -337,6 +337,10 @@ BOOST_AUTO_TEST_CASE(large_aligned_outputs_streamed_past_the_caches) {
   std::vector<float> storage(static_cast<std::size_t>(m * ldc + 17), pad);
   float* aligned = storage.data();
   while (reinterpret_cast<std::uintptr_t>(aligned) % 64 != 0) ++aligned;
+  const std::int32_t pad_int = std::numeric_limits<std::int32_t>::min();  // |sum| < 2^20 here
+  std::vector<std::int32_t> storage_int(storage.size());
+  std::int32_t* aligned_int = storage_int.data();
+  while (reinterpret_cast<std::uintptr_t>(aligned_int) % 64 != 0) ++aligned_int;
   for (gemm_isa isa : available_gemm_isas()) {
     gemm_options opt;
     opt.isa = isa;
@@ -361,6 +365,19 @@ BOOST_AUTO_TEST_CASE(large_aligned_outputs_streamed_past_the_caches) {
     BOOST_TEST(differ == 0, "isa=" << isa << ": streamed and cached outputs differ");
     BOOST_TEST(off == 0, "isa=" << isa << ": outputs off the reference");
     BOOST_TEST(pad_touched == 0, "isa=" << isa << ": row padding written");
+
+    std::fill(storage_int.begin(), storage_int.end(), pad_int);
+    gemm_options opt_int;
+    opt_int.isa = isa;
+    int8_gemm_int32(a.cview(), packed, matrix_view<std::int32_t>(aligned_int, m, n, ldc), opt_int);
+    index_t wrong = 0, pad_int_touched = 0;
+    for (index_t r = 0; r < m; ++r) {
+      const std::int32_t* row = aligned_int + r * ldc;
+      for (index_t c = 0; c < n; ++c) wrong += row[c] != acc(r, c) ? 1 : 0;
+      for (index_t c = n; c < ldc; ++c) pad_int_touched += row[c] != pad_int ? 1 : 0;
+    }
+    BOOST_TEST(wrong == 0, "isa=" << isa << ": streamed int32 outputs differ from the reference");
+    BOOST_TEST(pad_int_touched == 0, "isa=" << isa << ": int32 row padding written");
   }
 }
 

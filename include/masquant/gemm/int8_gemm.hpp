@@ -146,7 +146,7 @@ inline void int8_gemm(matrix_view<const std::int8_t> a, vector_view<const float>
 
 /// C[m, n] = sum_k a(m, k) * w(n, k) as exact int32 (no scales, no epilogue): for custom
 /// epilogues and tests. a.scales is ignored; opt.bias and opt.accumulate must be unset
-/// (errc::invalid_argument). Other errors as int8_gemm.
+/// (errc::invalid_argument). Other errors, allocation and large outputs as int8_gemm.
 inline void int8_gemm_int32(const quantized_activations_view& a, const packed_weights& b,
                             matrix_view<std::int32_t> c, const gemm_options& opt = {}) {
   detail::gemm::problem p = detail::gemm::prepare("int8_gemm_int32", a, b, c.rows(), c.cols());

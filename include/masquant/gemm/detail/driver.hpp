@@ -52,10 +52,10 @@ inline constexpr index_t task_rows_max_split = 96;  // ... when K is split (work
 inline constexpr index_t task_blocks = 4;           // 64-column blocks per task
 inline constexpr index_t kc_max = 12288;            // K above which it is split into blocks
 inline constexpr index_t workspace_cols = 64;       // widest tile
-// Float outputs of at least this size are stored past the caches (non-temporal) when their rows
-// are whole aligned lines: each line of C is written once, and reading it for ownership first
-// also pushes activations out of L2 (~1% of the GEMM at M = 2048 on 2048 x 11008). Smaller
-// outputs stay in cache for the layer that reads them next.
+// Outputs of at least this size are stored past the caches (non-temporal) when their rows are
+// whole aligned lines: each line of C is written once, and reading it for ownership first also
+// pushes activations out of L2 (~1% of the GEMM at M = 2048 on 2048 x 11008). Smaller outputs
+// stay in cache for the layer that reads them next.
 inline constexpr index_t stream_output_bytes = index_t{16} << 20;
 
 struct blocking {
@@ -125,10 +125,11 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   if constexpr (Kernel::row_blocks > 1) {
     if (rows == 1 && bl.k_blocks == 1) return run_row<Kernel>(p, m0, cb0, cb1, row_corr[0]);
   }
-  alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split
-  const bool stream = Kernel::streams_output && p.c != nullptr && !p.accumulate &&
+  alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];         // used when K is split
+  const void* c = p.c != nullptr ? static_cast<const void*>(p.c) : p.c_int;  // 4-byte elements
+  const bool stream = Kernel::streams_output && !p.accumulate &&
                       p.m * p.n * index_t{4} >= stream_output_bytes &&
-                      reinterpret_cast<std::uintptr_t>(p.c) % 64 == 0 && p.ldc % 16 == 0;
+                      reinterpret_cast<std::uintptr_t>(c) % 64 == 0 && p.ldc % 16 == 0;
 
   for (index_t cb = cb0; cb < cb1; ++cb) {
     for (index_t n0 = cb * block_cols; n0 < std::min(p.n, (cb + 1) * block_cols); n0 += tc) {

@@ -206,7 +206,10 @@ struct avx512_vnni_kernel {
         std::int32_t* out = t.c_int + r * t.ldc;
         for (index_t v = 0; v < 4; ++v) {
           const __m512i x = _mm512_sub_epi32(_mm512_load_si512(acc[r] + 16 * v), corr);
-          _mm512_mask_storeu_epi32(out + 16 * v, mask[v], x);
+          if (t.stream)
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(out + 16 * v), x);
+          else
+            _mm512_mask_storeu_epi32(out + 16 * v, mask[v], x);
         }
         continue;
       }

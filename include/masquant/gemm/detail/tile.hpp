@@ -34,7 +34,7 @@ struct tile_args {
   index_t ldc = 0;
   int cols = 0;  // valid columns of the tile
   bool accumulate = false;
-  bool stream = false;  // every row of c is whole aligned lines: kernels may store non-temporally
+  bool stream = false;  // rows of c / c_int are whole aligned lines: may store non-temporally
 };
 
 /// Loads 4 activation bytes as one little-endian int32 (unaligned, aliasing-safe).
