@@ -62,6 +62,7 @@ struct blocking {
   index_t mc = 0, m_tasks = 0;  // rows per task, tasks along M
   index_t n_tasks = 0;          // tasks along N
   index_t kc = 0, k_blocks = 0;
+  bool stream_output = false;  // full-width tiles store C non-temporally
 };
 
 template <class Kernel>
@@ -74,6 +75,10 @@ blocking plan(const problem& p) noexcept {
   bl.n_tasks = (p.blocks + task_blocks - 1) / task_blocks;
   bl.k_blocks = split ? (p.k + kc_max - 1) / kc_max : 1;
   bl.kc = split ? round_up((p.k + bl.k_blocks - 1) / bl.k_blocks, step_k_int4) : p.k;
+  const void* c = p.c != nullptr ? static_cast<const void*>(p.c) : p.c_int;  // 4-byte elements
+  bl.stream_output = Kernel::streams_output && !p.accumulate &&
+                     p.m * p.n * index_t{4} >= stream_output_bytes &&
+                     reinterpret_cast<std::uintptr_t>(c) % 64 == 0 && p.ldc % 16 == 0;
   return bl;
 }
 
@@ -125,11 +130,7 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   if constexpr (Kernel::row_blocks > 1) {
     if (rows == 1 && bl.k_blocks == 1) return run_row<Kernel>(p, m0, cb0, cb1, row_corr[0]);
   }
-  alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];         // used when K is split
-  const void* c = p.c != nullptr ? static_cast<const void*>(p.c) : p.c_int;  // 4-byte elements
-  const bool stream = Kernel::streams_output && !p.accumulate &&
-                      p.m * p.n * index_t{4} >= stream_output_bytes &&
-                      reinterpret_cast<std::uintptr_t>(c) % 64 == 0 && p.ldc % 16 == 0;
+  alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split
 
   for (index_t cb = cb0; cb < cb1; ++cb) {
     for (index_t n0 = cb * block_cols; n0 < std::min(p.n, (cb + 1) * block_cols); n0 += tc) {
@@ -154,7 +155,7 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
           t.ldc = p.ldc;
           t.cols = static_cast<int>(std::min(tc, p.n - n0));
           t.accumulate = p.accumulate;
-          t.stream = stream && t.cols == tc;
+          t.stream = bl.stream_output && t.cols == tc;
           if (t.acc_out == nullptr && !t.stream) {
             // The epilogue writes these lines thousands of cycles later: fetch them now.
             const auto* out = t.c != nullptr ? static_cast<const void*>(t.c) : t.c_int;
@@ -170,7 +171,7 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
     }
   }
   if constexpr (Kernel::streams_output) {
-    if (stream) Kernel::stream_fence();
+    if (bl.stream_output) Kernel::stream_fence();
   }
 }
 
