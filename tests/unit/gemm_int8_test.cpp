@@ -32,6 +32,21 @@ index_t int32_mismatches(gemm_isa isa, const matrix<std::int8_t>& a, const matri
   return testing::count_mismatches(got, want, where);
 }
 
+// A random int8 linear: activations, weights, their scales, a bias, and the packed weights
+// (seeds seed..seed + 4).
+struct random_linear {
+  matrix<std::int8_t> a, w;
+  std::vector<float> ws, as, bias;
+  packed_weights packed;
+  random_linear(index_t m, index_t k, index_t n, std::uint64_t seed)
+      : a(testing::random_int8(m, k, -128, 127, seed)),
+        w(testing::random_int8(n, k, -128, 127, seed + 1)),
+        ws(testing::random_scales(n, 1e-3f, 1e-2f, seed + 2)),
+        as(testing::random_scales(m, 1e-2f, 1.0f, seed + 3)),
+        bias(testing::random_scales(n, -1.0f, 1.0f, seed + 4)),
+        packed(packed_weights::pack(w.cview(), ws)) {}
+};
+
 // |got - want| within float rounding of the epilogue: a few ulps of the terms' magnitudes.
 bool close(float got, double want, double magnitude) {
   return std::abs(static_cast<double>(got) - want) <= 4.0 * FLT_EPSILON * magnitude + 1e-30;
@@ -288,12 +303,8 @@ BOOST_AUTO_TEST_CASE(strided_views_and_given_row_sums) {
 
 BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count) {
   const index_t m = 200, k = 600, n = 700;
-  const auto a = testing::random_int8(m, k, -128, 127, 51);
-  const auto w = testing::random_int8(n, k, -128, 127, 52);
-  const auto ws = testing::random_scales(n, 1e-3f, 1e-2f, 53);
-  const auto as = testing::random_scales(m, 1e-2f, 1.0f, 54);
-  const auto bias = testing::random_scales(n, -1.0f, 1.0f, 55);
-  const auto packed = packed_weights::pack(w.cview(), ws);
+  const random_linear l(m, k, n, 51);
+  const auto& [a, w, ws, as, bias, packed] = l;
   for (gemm_isa isa : available_gemm_isas()) {
     gemm_options opt;
     opt.isa = isa;
@@ -325,12 +336,8 @@ BOOST_AUTO_TEST_CASE(large_aligned_outputs_streamed_past_the_caches) {
   // (full tiles and the partial last block) and leave the row padding alone; float and int32.
   constexpr index_t m = 1030, k = 37, n = 4100, ldc = 4112;
   static_assert(m * n * 4 >= detail::gemm::stream_output_bytes, "the output must be streamed");
-  const auto a = testing::random_int8(m, k, -128, 127, 91);
-  const auto w = testing::random_int8(n, k, -128, 127, 92);
-  const auto ws = testing::random_scales(n, 1e-3f, 1e-2f, 93);
-  const auto as = testing::random_scales(m, 1e-2f, 1.0f, 94);
-  const auto bias = testing::random_scales(n, -1.0f, 1.0f, 95);
-  const auto packed = packed_weights::pack(w.cview(), ws);
+  const random_linear l(m, k, n, 91);
+  const auto& [a, w, ws, as, bias, packed] = l;
   matrix<std::int32_t> acc(m, n);
   reference::int8_gemm_int32(a.cview(), w.cview(), acc.view());
   const float pad = -7.5f;
