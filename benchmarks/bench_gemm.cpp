@@ -11,7 +11,9 @@
 // STREAM convention). Paired (--paired): one benchmark per problem, .../paired, whose every
 // iteration calls each participant once in turn and times each call, so all see the same
 // conditions on a busy host; ratios compare median calls. --no_fp32_peers leaves out OpenBLAS and
-// Eigen (5-40x slower, they dominate a paired run's time). A summary table of the ratios follows.
+// Eigen (5-40x slower, they dominate a paired run's time). --isa=<name> (avx512_vnni, avx_vnni,
+// avx2, portable) runs masquant's kernel of that family instead of the best one, to measure the
+// kernel an AVX2-only or AVX-VNNI machine would run. A summary table of the ratios follows.
 //
 // Weights are cold: every iteration uses the next of a rotating set of weight copies whose total
 // size (>= 96 MiB per participant) exceeds the 32 MiB LLC, so weights stream from DRAM as in a
@@ -214,12 +216,15 @@ struct participant {
   bool spins = false;  // leaves worker threads spinning after a call (OpenMP, OpenBLAS)
 };
 
+masquant::gemm_isa ours_isa = masquant::gemm_isa::automatic;  // --isa
+
 participant ours(shape s, index_t m, int threads, int bits) {
   auto& d = data_for(s.k, s.n);
   const auto& x = activations_for(m, s.k);
   auto& c = output<float>(m, s.n);
   auto& copies = bits == 8 ? d.ours8 : d.ours4;
   masquant::gemm_options opt;
+  opt.isa = ours_isa;
   if (threads > 1) opt.parallel = pool(threads).as_function();
   const masquant::matrix_view<const std::int8_t> a(x.a8.data(), m, s.k);
   const masquant::matrix_view<float> cv(c.data(), m, s.n);
@@ -236,6 +241,7 @@ participant ours_int32(shape s, index_t m, int threads) {
   const auto& x = activations_for(m, s.k);
   auto& c = output<std::int32_t>(m, s.n);
   masquant::gemm_options opt;
+  opt.isa = ours_isa;
   if (threads > 1) opt.parallel = pool(threads).as_function();
   const masquant::matrix_view<const std::int8_t> a(x.a8.data(), m, s.k);
   const masquant::matrix_view<std::int32_t> cv(c.data(), m, s.n);
@@ -616,6 +622,21 @@ int main(int argc, char** argv) {
       paired = true;
     } else if (arg == "--no_fp32_peers") {
       fp32_peers = false;
+    } else if (arg.rfind("--isa=", 0) == 0) {
+      const std::string name = arg.substr(6);
+      bool known = false;
+      for (auto isa : {masquant::gemm_isa::portable, masquant::gemm_isa::avx2,
+                       masquant::gemm_isa::avx_vnni, masquant::gemm_isa::avx512_vnni}) {
+        if (name == masquant::to_string(isa)) {
+          ours_isa = isa;
+          known = true;
+        }
+      }
+      if (!known || !masquant::gemm_isa_available(ours_isa)) {
+        std::fprintf(stderr, "bench_gemm: kernel '%s' is unknown or not available here\n",
+                     name.c_str());
+        return 1;
+      }
     } else {
       argv[kept++] = argv[i];
     }
@@ -628,7 +649,9 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("masquant int8_gemm kernel: %s; mode: %s\n",
-              masquant::to_string(masquant::best_gemm_isa()), paired ? "paired" : "separate");
+              masquant::to_string(
+                  ours_isa == masquant::gemm_isa::automatic ? masquant::best_gemm_isa() : ours_isa),
+              paired ? "paired" : "separate");
   register_all(paired, fp32_peers);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
