@@ -124,9 +124,10 @@ BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks) {
 }
 
 BOOST_AUTO_TEST_CASE(decode_row_over_one_to_four_column_blocks_at_once) {
-  // M = 1 runs up to four 64-column blocks of a task in one kernel call: 1..4 blocks per call,
-  // a partial last block, several tasks, K with and without a tail, the float epilogue with bias
-  // and accumulation on every block.
+  // M = 1 runs whole 64-column blocks per kernel call (run_row: up to four on AVX-512, one on
+  // the ymm VNNI and AVX2 kernels): 1..4 blocks per call, a partial last block (and partial
+  // 8- or 32-column groups within it), several tasks, K with and without a tail, the float
+  // epilogue with bias and accumulation on every block.
   for (gemm_isa isa : available_gemm_isas()) {
     for (int bits : {8, 4}) {
       const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
@@ -182,12 +183,15 @@ BOOST_AUTO_TEST_CASE(int32_exact_at_extreme_values_and_the_k_bound) {
       BOOST_TEST(int32_mismatches(isa, a, w, 8, &where) == 0,
                  "isa=" << isa << " a=" << av << " w=" << wv << " " << where);
     }
-    for (auto [av, wv] : {std::pair{-128, -8}, {127, 7}, {-128, 7}, {127, -8}}) {
-      matrix<std::int8_t> a(1, k, static_cast<std::int8_t>(av));
-      matrix<std::int8_t> w(2, k, static_cast<std::int8_t>(wv));
-      std::string where;
-      BOOST_TEST(int32_mismatches(isa, a, w, 4, &where) == 0,
-                 "isa=" << isa << " int4 a=" << av << " w=" << wv << " " << where);
+    // int4 on one row (the decode kernels) and two (the tiles).
+    for (index_t m : {1, 2}) {
+      for (auto [av, wv] : {std::pair{-128, -8}, {127, 7}, {-128, 7}, {127, -8}}) {
+        matrix<std::int8_t> a(m, k, static_cast<std::int8_t>(av));
+        matrix<std::int8_t> w(2, k, static_cast<std::int8_t>(wv));
+        std::string where;
+        BOOST_TEST(int32_mismatches(isa, a, w, 4, &where) == 0,
+                   "isa=" << isa << " int4 M=" << m << " a=" << av << " w=" << wv << " " << where);
+      }
     }
   }
   matrix<std::int8_t> a(1, k, -128), w(1, k, -128);

@@ -10,7 +10,9 @@
 // and every row tile after the first reads it from there. Only when that panel would outgrow L2
 // (K > 12288) is K cut into blocks; the int32 partial sums of the task's rows then wait in a
 // small workspace on the stack (no allocation per call). A task of one row (decode) goes to the
-// kernel's run_row when it has one: several column blocks per call, several weight streams.
+// kernel's run_row when it has one (row_blocks > 0): whole 64-column blocks per call, read in
+// order, so the weights stream at memory speed instead of being strided through a narrower tile
+// at a time; up to row_blocks blocks at once, several weight streams.
 #pragma once
 
 #include <algorithm>
@@ -82,10 +84,10 @@ blocking plan(const problem& p) noexcept {
   return bl;
 }
 
-/// The task of a single row (decode) with a kernel that takes several column blocks at once.
+/// The task of a single row (decode) with a kernel that takes whole column blocks (run_row).
 template <class Kernel>
 void run_row(const problem& p, index_t m, index_t cb0, index_t cb1, std::int32_t corr) noexcept {
-  static_assert(Kernel::tile_cols == block_cols && Kernel::row_blocks <= task_blocks);
+  static_assert(Kernel::row_blocks > 0 && Kernel::row_blocks <= task_blocks);
   tile_args t[Kernel::row_blocks];
   for (index_t cb = cb0; cb < cb1; cb += Kernel::row_blocks) {
     const int blocks = static_cast<int>(std::min<index_t>(Kernel::row_blocks, cb1 - cb));
@@ -127,7 +129,7 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
     const std::int32_t sum = p.row_sums != nullptr ? p.row_sums[m0 + r] : Kernel::row_sum(row, p.k);
     row_corr[r] = p.zero_point * sum;
   }
-  if constexpr (Kernel::row_blocks > 1) {
+  if constexpr (Kernel::row_blocks > 0) {
     if (rows == 1 && bl.k_blocks == 1) return run_row<Kernel>(p, m0, cb0, cb1, row_corr[0]);
   }
   alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split

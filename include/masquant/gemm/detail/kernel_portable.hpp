@@ -14,7 +14,7 @@ struct portable_kernel {
   static constexpr index_t tile_cols = 64;
   static constexpr int max_rows = 4;
   static constexpr bool streams_output = false;  // ignores tile_args::stream
-  static constexpr int row_blocks = 1;           // no multi-block row kernel
+  static constexpr int row_blocks = 0;           // no run_row
 
   static std::int32_t row_sum(const std::int8_t* a, index_t k) noexcept {
     std::int32_t s = 0;

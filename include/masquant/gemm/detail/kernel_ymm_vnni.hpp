@@ -4,6 +4,8 @@
 // accumulators, 3 broadcasts and one weight vector. Compiled with the VEX instruction
 // (_mm256_dpbusd_avx_epi32) when AVX-VNNI is the target, and with its AVX512-VL EVEX form
 // (_mm256_dpbusd_epi32) when only AVX-512 VNNI is, so the same kernel is testable on both.
+// A single row (decode) runs a whole 64-column block per call (run_row, 8 accumulators), so
+// the weights are read in order rather than half of every 256-byte step at a time.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,7 @@ struct ymm_vnni_kernel {
   static constexpr index_t tile_cols = 32;
   static constexpr int max_rows = 3;
   static constexpr bool streams_output = false;  // ignores tile_args::stream
-  static constexpr int row_blocks = 1;           // no multi-block row kernel
+  static constexpr int row_blocks = 1;           // run_row: one whole column block per call
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {
@@ -48,6 +50,12 @@ struct ymm_vnni_kernel {
     for (std::int32_t v : lanes) total += v;
     for (; i < k; ++i) total += a[i];
     return total;
+  }
+
+  /// One activation row against one whole 64-column block (t[0]; `blocks` is 1).
+  static void run_row(bool int4, const tile_args* t, [[maybe_unused]] int blocks) noexcept {
+    MASQUANT_ASSERT(blocks == 1);
+    return int4 ? row<true>(*t) : row<false>(*t);
   }
 
   template <int R, bool Int4>
@@ -94,6 +102,47 @@ struct ymm_vnni_kernel {
   }
 
  private:
+  template <bool Int4>
+  MASQUANT_GEMM_TARGET_YMM_VNNI static void row(const tile_args& t) noexcept {
+    __m256i acc[8];
+#pragma GCC unroll 8
+    for (index_t v = 0; v < 8; ++v) acc[v] = _mm256_setzero_si256();
+    constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
+    const index_t steps = t.k / step_k, tail = t.k % step_k;
+    if (tail != 0) {
+      const std::int8_t* a = t.a + steps * step_k;
+      row_step<Int4>(acc, t.b + steps * step_bytes, load4_partial(a, tail),
+                     load4_partial(a + 4, tail - 4));
+    }
+    const std::int8_t* a = t.a;
+    const std::uint8_t* b = t.b;
+    for (index_t s = 0; s < steps; ++s, a += step_k, b += step_bytes)
+      row_step<Int4>(acc, b, load4(a), Int4 ? load4(a + 4) : 0);
+    alignas(32) std::int32_t out[2][32];
+#pragma GCC unroll 8
+    for (index_t v = 0; v < 8; ++v)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out[v / 4] + 8 * (v % 4)), acc[v]);
+    for (index_t h = 0; h < 2 && 32 * h < t.cols; ++h)
+      finish<1>(column_slice(t, 32 * h, 32), out + h);
+  }
+
+  template <bool Int4>
+  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) void row_step(
+      __m256i (&acc)[8], const std::uint8_t* b, std::int32_t lo, std::int32_t hi) noexcept {
+    const __m256i xl = _mm256_set1_epi32(lo);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 8
+    for (index_t v = 0; v < 8; ++v) {
+      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32 * v));
+      if constexpr (!Int4) {
+        acc[v] = dot(acc[v], w, xl);
+      } else {
+        acc[v] = dot(acc[v], _mm256_and_si256(w, low), xl);
+        acc[v] = dot(acc[v], _mm256_and_si256(_mm256_srli_epi16(w, 4), low), _mm256_set1_epi32(hi));
+      }
+    }
+  }
+
   MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) __m256i dot(
       __m256i acc, __m256i w, __m256i x) noexcept {
 #if MASQUANT_GEMM_YMM_VNNI_VEX

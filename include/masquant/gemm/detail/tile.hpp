@@ -37,6 +37,18 @@ struct tile_args {
   bool stream = false;  // rows of c / c_int are whole aligned lines: may store non-temporally
 };
 
+/// Columns [first, first + width) of t (first < t.cols): how a kernel whose row accumulates more
+/// columns than its epilogue takes hands them over a group at a time.
+inline tile_args column_slice(const tile_args& t, index_t first, index_t width) noexcept {
+  tile_args s = t;
+  s.b_scale += first;
+  if (s.bias != nullptr) s.bias += first;
+  if (s.c != nullptr) s.c += first;
+  if (s.c_int != nullptr) s.c_int += first;
+  s.cols = static_cast<int>(t.cols - first < width ? t.cols - first : width);
+  return s;
+}
+
 /// Loads 4 activation bytes as one little-endian int32 (unaligned, aliasing-safe).
 inline std::int32_t load4(const std::int8_t* p) noexcept {
   std::int32_t v;
