@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <masquant/config.hpp>
+#include <masquant/detail/aligned_buffer.hpp>
 #include <masquant/error.hpp>
 #include <masquant/gemm/detail/layout.hpp>
 #include <masquant/tensor/view.hpp>
@@ -174,8 +175,9 @@ class packed_weights {
     p.bits_ = bits;
     const index_t step_k = bits == 4 ? step_k_int4 : step_k_int8;
     p.block_bytes_ = round_up(k, step_k) / step_k * step_bytes;
-    p.data_ = aligned_array<std::uint8_t>(static_cast<std::size_t>(p.blocks() * p.block_bytes_));
-    p.scales_ = aligned_array<float>(static_cast<std::size_t>(round_up(n, block_cols)));
+    p.data_ =
+        detail::aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.blocks() * p.block_bytes_));
+    p.scales_ = detail::aligned_buffer<float>(static_cast<std::size_t>(round_up(n, block_cols)));
     for (index_t i = 0; i < n; ++i) p.scales_.data()[i] = scale[i];
     return p;
   }
@@ -202,8 +204,8 @@ class packed_weights {
   index_t cols_ = 0;
   int bits_ = 0;
   index_t block_bytes_ = 0;
-  detail::gemm::aligned_array<std::uint8_t> data_;
-  detail::gemm::aligned_array<float> scales_;
+  detail::aligned_buffer<std::uint8_t> data_;
+  detail::aligned_buffer<float> scales_;
 };
 
 }  // namespace masquant

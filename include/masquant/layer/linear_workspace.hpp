@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <masquant/config.hpp>
+#include <masquant/detail/aligned_buffer.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
 #include <masquant/layer/detail/panels.hpp>
 #include <vector>
@@ -59,11 +60,11 @@ class linear_workspace {
   quantized_activations qa_;
   bool has_activations_ = false;
   index_t lowrank_rows_ = 0;
-  detail::layer::aligned_buffer<float> xs_;                  // A16: smoothed rows
-  detail::layer::aligned_buffer<float> gathered_f_;          // low-rank rows x ⊘ s, float
-  detail::layer::aligned_buffer<std::uint16_t> gathered_b_;  // the same in bf16
-  detail::layer::aligned_buffer<float> t_;                   // x̃·L per low-rank row
-  detail::layer::aligned_buffer<std::uint16_t> tb_;          // the same in bf16
+  detail::aligned_buffer<float> xs_;                  // A16: smoothed rows
+  detail::aligned_buffer<float> gathered_f_;          // low-rank rows x ⊘ s, float
+  detail::aligned_buffer<std::uint16_t> gathered_b_;  // the same in bf16
+  detail::aligned_buffer<float> t_;                   // x̃·L per low-rank row
+  detail::aligned_buffer<std::uint16_t> tb_;          // the same in bf16
   std::vector<index_t> pos_;             // [M]: row of token i in its modality's block, or -1
   std::vector<index_t> rows_;            // token indices grouped by modality
   std::vector<index_t> count_;           // [modalities]: low-rank tokens per modality

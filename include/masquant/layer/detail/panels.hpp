@@ -12,8 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <masquant/config.hpp>
-#include <new>
-#include <utility>
+#include <masquant/detail/aligned_buffer.hpp>
 
 namespace masquant::detail::layer {
 
@@ -22,45 +21,6 @@ inline constexpr index_t panel_cols = 16;
 inline constexpr index_t round_up(index_t x, index_t m) noexcept {
   return (x + m - 1) / m * m;
 }
-
-/// An owning, 64-byte aligned, zero-initialised array of trivially copyable T.
-template <class T>
-class aligned_buffer {
- public:
-  aligned_buffer() = default;
-  explicit aligned_buffer(std::size_t size) : size_(size) {
-    if (size_ == 0) return;
-    data_ = static_cast<T*>(::operator new (size_ * sizeof(T), std::align_val_t{64}));
-    std::memset(static_cast<void*>(data_), 0, size_ * sizeof(T));
-  }
-  aligned_buffer(const aligned_buffer& other) : aligned_buffer(other.size_) {
-    if (size_ != 0) std::memcpy(static_cast<void*>(data_), other.data_, size_ * sizeof(T));
-  }
-  aligned_buffer(aligned_buffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-  aligned_buffer& operator=(aligned_buffer other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(size_, other.size_);
-    return *this;
-  }
-  ~aligned_buffer() {
-    if (data_ != nullptr) ::operator delete (static_cast<void*>(data_), std::align_val_t{64});
-  }
-
-  /// Makes room for at least `size` elements; keeps the storage (and contents) when it suffices,
-  /// otherwise replaces it by a zeroed one (contents are not preserved).
-  void reserve(std::size_t size) {
-    if (size > size_) *this = aligned_buffer(size);
-  }
-
-  T* data() noexcept { return data_; }
-  const T* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-
- private:
-  T* data_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 /// bf16 bits of a finite float, rounded to nearest even (as Eigen::bfloat16 and vcvtneps2bf16
 /// for normal numbers).
