@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <masquant/linalg/compensation.hpp>
+#include <masquant/parallel.hpp>
 #include <masquant/tensor/eigen.hpp>
 #include <string>
 #include <support/linalg_testing.hpp>
@@ -249,6 +250,26 @@ BOOST_AUTO_TEST_CASE(randomized_matches_exact_on_a_decaying_spectrum) {
   BOOST_TEST(!(other.L == fast.L));
   for (index_t i = 0; i < r; ++i)
     BOOST_TEST(std::abs(other.singular_values[i] - k.sigma[i]) < 1e-8 * k.sigma[i]);
+}
+
+BOOST_AUTO_TEST_CASE(randomized_is_the_same_on_any_thread_count) {
+  // 400 x 360: every product of the randomized path runs as two row slices (256 + the rest),
+  // serially or on two threads; the result must not change by a bit.
+  const known_spectrum k = make_known_spectrum(400, 360, 0.95, 50);
+  const auto options = white(whitening_method::cholesky, 0.0);
+  const compensation one =
+      compute_compensation(k.dw, k.c, policy(80), options, path(svd_method::randomized));
+  thread_pool pool(2);
+  svd_options two = path(svd_method::randomized);
+  two.parallel = pool.as_function();
+  const compensation par = compute_compensation(k.dw, k.c, policy(80), options, two);
+  BOOST_TEST(one.method == svd_method::randomized);
+  BOOST_TEST(one.singular_values.size() == 90);
+  BOOST_TEST((par.L == one.L));
+  BOOST_TEST((par.R == one.R));
+  BOOST_TEST((par.singular_values == one.singular_values));
+  for (index_t i = 0; i < 20; ++i)
+    BOOST_TEST(std::abs(one.singular_values[i] - k.sigma[i]) < 1e-8 * k.sigma[i], "i = " << i);
 }
 
 BOOST_AUTO_TEST_CASE(randomized_with_a_full_sketch_equals_exact) {

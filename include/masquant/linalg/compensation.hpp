@@ -14,6 +14,7 @@
 #include <masquant/linalg/detail/randomized.hpp>
 #include <masquant/linalg/rank_policy.hpp>
 #include <masquant/linalg/whitening.hpp>
+#include <masquant/parallel.hpp>
 #include <optional>
 #include <ostream>
 #include <type_traits>
@@ -65,6 +66,9 @@ struct svd_options {
   std::uint64_t seed = 0;
   /// When to compute compensation::relative_residual.
   residual_mode residual = residual_mode::automatic;
+  /// Runs the randomized path's large products (in fixed row slices, so the result does not
+  /// depend on it); empty: the calling thread. calibrate() passes its own.
+  parallel_for_fn parallel{};
 };
 
 /// The compensation of one modality for one linear: y += (x ⊘ s_m)·L·R on that modality's
@@ -212,8 +216,9 @@ compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& 
   if (randomized) {
     out.damping = whitened ? whiten.damping : 0.0;
     const double shift = out.damping * mean_diag;
-    detail::top_singular top = detail::randomized_top_singular(
-        delta_w, whitened ? &gram : nullptr, shift, k, svd.power_iterations, svd.seed);
+    detail::top_singular top =
+        detail::randomized_top_singular(delta_w, whitened ? &gram : nullptr, shift, k,
+                                        svd.power_iterations, svd.seed, svd.parallel);
     out.singular_values = std::move(top.sigma);
     double total = 0;  // Σσ² of the whole spectrum = ‖TΔWᵀ‖_F² = tr(ΔW(C̃ + δI)ΔWᵀ)
     if (policy.energy > 0)

@@ -265,6 +265,7 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
       smooth_gram(gram, s_map, gram);  // in place: no second d_in² matrix
       svd_options svd = config.svd;
       svd.seed = config.seed + static_cast<std::uint64_t>(m);
+      if (!svd.parallel) svd.parallel = config.parallel;
       const compensation c = detail::with_context(
           detail::cat(op, ": compensation of modality '", names[std::size_t(m)], "'"),
           [&] { return compute_compensation(delta, gram, config.rank, config.whitening, svd); });
