@@ -115,7 +115,8 @@ struct avx2_kernel {
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) acc[g] = _mm256_setzero_si256();
     const index_t steps = t.k / step_k_int8, tail = t.k % step_k_int8;
-    if (tail != 0) row_step8(acc, t.b + steps * step_bytes, load4_partial(t.a + steps * 4, tail));
+    if (tail != 0)
+      row_step8(acc, t.b + steps * step_bytes, load4_partial(t.a + steps * step_k_int8, tail));
     const std::int8_t* a = t.a;
     const std::uint8_t* b = t.b;
     for (index_t s = 0; s < steps; ++s, a += step_k_int8, b += step_bytes)
@@ -177,15 +178,14 @@ struct avx2_kernel {
   MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void step4(
       __m256i (&acc)[R], const std::uint8_t* b, const std::int32_t* lo,
       const std::int32_t* hi) noexcept {
-    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i low = _mm256_set1_epi8(0x0F);
     const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i wl = _mm256_and_si256(w, low);
     const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) {
-      const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, _mm256_set1_epi32(lo[r])),
-                                         _mm256_maddubs_epi16(wh, _mm256_set1_epi32(hi[r])));
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(p, ones));
+      acc[r] = _mm256_add_epi32(
+          acc[r], nibble_sums(wl, wh, _mm256_set1_epi32(lo[r]), _mm256_set1_epi32(hi[r])));
     }
   }
 
@@ -209,16 +209,23 @@ struct avx2_kernel {
 
   MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void row_step4(
       __m256i (&acc)[8], const std::uint8_t* b, std::int32_t lo, std::int32_t hi) noexcept {
-    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i low = _mm256_set1_epi8(0x0F);
     const __m256i xl = _mm256_set1_epi32(lo), xh = _mm256_set1_epi32(hi);
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) {
       const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32 * g));
-      const __m256i p = _mm256_add_epi16(
-          _mm256_maddubs_epi16(_mm256_and_si256(w, low), xl),
-          _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), low), xh));
-      acc[g] = _mm256_add_epi32(acc[g], _mm256_madd_epi16(p, ones));
+      const __m256i wl = _mm256_and_si256(w, low);
+      const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+      acc[g] = _mm256_add_epi32(acc[g], nibble_sums(wl, wh, xl, xh));
     }
+  }
+
+  // The 8 column sums of one int4 step: low nibbles times the activation bytes xl, high
+  // nibbles times xh (4 bytes broadcast), pairs in int16 (exact, see tile4), then int32.
+  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i nibble_sums(
+      __m256i wl, __m256i wh, __m256i xl, __m256i xh) noexcept {
+    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, xl), _mm256_maddubs_epi16(wh, xh));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
   }
 
   // The 64 column sums of a row (acc[g]: columns 8g..8g+7, in order) through the epilogue.
