@@ -18,18 +18,33 @@ using masquant::testing::matrix;
 
 namespace {
 
-// int32 result of the optimized GEMM on one kernel vs the int64 reference; returns mismatches.
-index_t int32_mismatches(gemm_isa isa, const matrix<std::int8_t>& a, const matrix<std::int8_t>& w,
-                         int bits, std::string* where, const parallel_for_fn& parallel = {}) {
-  const auto scale = testing::random_scales(w.rows, 0.5f, 1.5f, 7);
-  const auto packed = packed_weights::pack(w.cview(), scale, bits);
-  matrix<std::int32_t> got(a.rows, w.rows, -1), want(a.rows, w.rows);
+// int32 result of the optimized GEMM on one kernel.
+matrix<std::int32_t> optimized_int32(gemm_isa isa, const matrix<std::int8_t>& a,
+                                     const packed_weights& packed,
+                                     const parallel_for_fn& parallel = {}) {
+  matrix<std::int32_t> got(a.rows, packed.rows(), -1);
   gemm_options opt;
   opt.isa = isa;
   opt.parallel = parallel;
   int8_gemm_int32(a.cview(), packed, got.view(), opt);
+  return got;
+}
+
+matrix<std::int32_t> reference_int32(const matrix<std::int8_t>& a, const matrix<std::int8_t>& w) {
+  matrix<std::int32_t> want(a.rows, w.rows);
   reference::int8_gemm_int32(a.cview(), w.cview(), want.view());
-  return testing::count_mismatches(got, want, where);
+  return want;
+}
+
+packed_weights pack_with_random_scales(const matrix<std::int8_t>& w, int bits) {
+  return packed_weights::pack(w.cview(), testing::random_scales(w.rows, 0.5f, 1.5f, 7), bits);
+}
+
+// The optimized GEMM on one kernel vs the int64 reference; returns mismatches.
+index_t int32_mismatches(gemm_isa isa, const matrix<std::int8_t>& a, const matrix<std::int8_t>& w,
+                         int bits, std::string* where) {
+  return testing::count_mismatches(optimized_int32(isa, a, pack_with_random_scales(w, bits)),
+                                   reference_int32(a, w), where);
 }
 
 // A random int8 linear: activations, weights, their scales, a bias, and the packed weights
@@ -97,7 +112,8 @@ BOOST_AUTO_TEST_CASE(int32_exact_on_odd_shapes_every_isa) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks) {
+BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks,
+                     *boost::unit_test::label("threads")) {
   // Several row tiles and tasks, N with a partial last block, and K above the split threshold
   // (12288): K is cut into blocks whose partial sums go through the workspace. Each shape runs
   // serially and on two threads (several tasks along M and N).
@@ -105,17 +121,20 @@ BOOST_AUTO_TEST_CASE(int32_exact_with_several_tasks_and_k_blocks) {
     index_t m, k, n;
   };
   thread_pool pool(2);
-  for (gemm_isa isa : available_gemm_isas()) {
-    for (int bits : {8, 4}) {
-      const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
-      for (shape s : {shape{7, 777, 130}, shape{100, 1001, 300}, shape{300, 64, 20},
-                      shape{530, 70, 520}, shape{13, 20001, 70}}) {
-        const auto a = testing::random_int8(s.m, s.k, -128, 127, 11);
-        const auto w = testing::random_int8(s.n, s.k, lo, hi, 12);
+  for (int bits : {8, 4}) {
+    const int lo = bits == 8 ? -128 : -8, hi = bits == 8 ? 127 : 7;
+    for (shape s : {shape{7, 777, 130}, shape{100, 1001, 300}, shape{300, 64, 20},
+                    shape{530, 70, 520}, shape{13, 20001, 70}}) {
+      const auto a = testing::random_int8(s.m, s.k, -128, 127, 11);
+      const auto w = testing::random_int8(s.n, s.k, lo, hi, 12);
+      const auto packed = pack_with_random_scales(w, bits);
+      const auto want = reference_int32(a, w);
+      for (gemm_isa isa : available_gemm_isas()) {
         std::string where;
-        BOOST_TEST(int32_mismatches(isa, a, w, bits, &where) == 0,
+        BOOST_TEST(testing::count_mismatches(optimized_int32(isa, a, packed), want, &where) == 0,
                    testing::gemm_case(isa, s.m, s.k, s.n, bits) << " first mismatch " << where);
-        BOOST_TEST(int32_mismatches(isa, a, w, bits, &where, pool.as_function()) == 0,
+        BOOST_TEST(testing::count_mismatches(optimized_int32(isa, a, packed, pool.as_function()),
+                                             want, &where) == 0,
                    testing::gemm_case(isa, s.m, s.k, s.n, bits)
                        << " on 2 threads, first mismatch " << where);
       }
@@ -305,7 +324,8 @@ BOOST_AUTO_TEST_CASE(strided_views_and_given_row_sums) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count) {
+BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count,
+                     *boost::unit_test::label("threads")) {
   const index_t m = 200, k = 600, n = 700;
   const random_linear l(m, k, n, 51);
   const auto& [a, w, ws, as, bias, packed] = l;
