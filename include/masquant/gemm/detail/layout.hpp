@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <masquant/config.hpp>
+#include <masquant/detail/round_up.hpp>
 
 namespace masquant::detail::gemm {
 
@@ -20,8 +21,6 @@ inline constexpr index_t step_bytes = 256;  // bytes of one step of a column blo
 inline constexpr index_t step_k_int8 = 4;   // k per step, int8 weights
 inline constexpr index_t step_k_int4 = 8;   // k per step, int4 weights
 
-inline constexpr index_t round_up(index_t x, index_t m) noexcept {
-  return (x + m - 1) / m * m;
-}
+using masquant::detail::round_up;
 
 }  // namespace masquant::detail::gemm

@@ -13,14 +13,13 @@
 #include <cstring>
 #include <masquant/config.hpp>
 #include <masquant/detail/aligned_buffer.hpp>
+#include <masquant/detail/round_up.hpp>
 
 namespace masquant::detail::layer {
 
 inline constexpr index_t panel_cols = 16;
 
-inline constexpr index_t round_up(index_t x, index_t m) noexcept {
-  return (x + m - 1) / m * m;
-}
+using masquant::detail::round_up;
 
 /// bf16 bits of a finite float, rounded to nearest even (as Eigen::bfloat16 and vcvtneps2bf16
 /// for normal numbers).
