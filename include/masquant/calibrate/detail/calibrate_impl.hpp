@@ -239,11 +239,19 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
 
   // 4. Cross-modal compensation of every non-reference modality with tokens.
   if (max_rank > 0 && nm > 1) {
+    const auto qweight =
+        Eigen::Map<const row_matrix<std::int8_t>>(params.qweight.data(), d_out, d_in);
+    const auto wscale = Eigen::Map<const Eigen::VectorXf>(params.wscale.data(), d_out);
     Eigen::MatrixXd shared(d_out, d_in);
-    for (index_t n = 0; n < d_out; ++n)
-      for (index_t k = 0; k < d_in; ++k)
-        shared(n, k) = double(params.qweight[std::size_t(n * d_in + k)]) *
-                       double(params.wscale[std::size_t(n)]);
+    constexpr index_t tile = 64;  // row-major int8 into column-major double, tile by tile
+    for (index_t k0 = 0; k0 < d_in; k0 += tile) {
+      const index_t kb = std::min(tile, d_in - k0);
+      for (index_t n0 = 0; n0 < d_out; n0 += tile) {
+        const index_t nb = std::min(tile, d_out - n0);
+        shared.block(n0, k0, nb, kb) = wscale.segment(n0, nb).cast<double>().asDiagonal() *
+                                       qweight.block(n0, k0, nb, kb).cast<double>();
+      }
+    }
     Eigen::MatrixXd delta;
     for (index_t m = 1; m < nm; ++m) {
       if (inputs[std::size_t(m)].rows() == 0) continue;
