@@ -85,6 +85,26 @@ BOOST_AUTO_TEST_CASE(full_rank_compensation_removes_the_weight_error) {
   BOOST_TEST(r.params.lowrank[0].rank() == 0);
 }
 
+BOOST_AUTO_TEST_CASE(quantized_compensation_targets_the_own_quantized_weight) {
+  // quant_cmc = 1: at full rank the compensated weight is Q_w(W·diag(s_m)), the modality's own
+  // quantized weight, so its cmc output is the mas_multiweight output up to float rounding (and
+  // keeps that stage's 4-bit weight error, unlike the default's exact W·diag(s_m)).
+  toy_layer L;
+  calibration_config c;
+  c.weight_bits = 4;
+  c.activation_bits = 16;
+  c.rank = {1.0, 0, 0};
+  c.whitening.damping = 0;
+  c.deploy.storage = lowrank_storage::float32;
+  c.quantized_compensation = true;
+  const auto r = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+  for (index_t m : {1, 2}) {
+    const double own = db(r, m, report_stage::mas_multiweight);
+    BOOST_TEST(own < 40.0);
+    BOOST_TEST(std::abs(db(r, m, report_stage::cmc) - own) < 0.1, "modality " << m);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(per_modality_factors_fix_the_misalignment) {
   // The merged factor is set by vision's 30x channels, over-smoothing text there (§2, §11.3).
   toy_layer L;

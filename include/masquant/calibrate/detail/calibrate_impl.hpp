@@ -74,6 +74,27 @@ inline void quantize_weight(matrix_view<const float> w, const std::vector<float>
   scale.assign(p.scales.begin(), p.scales.end());
 }
 
+/// diag(scale)·q in double, [d_out, d_in] column-major (what the compensation takes), from the
+/// row-major levels of quantize_weight(); in 64 x 64 tiles, since element by element either the
+/// reads or the writes stride d_out or d_in elements apart.
+inline Eigen::MatrixXd dequantized_weight(const std::vector<std::int8_t>& q,
+                                          const std::vector<float>& scale, index_t d_out,
+                                          index_t d_in) {
+  const auto levels = Eigen::Map<const row_matrix<std::int8_t>>(q.data(), d_out, d_in);
+  const auto scales = Eigen::Map<const Eigen::VectorXf>(scale.data(), d_out);
+  Eigen::MatrixXd out(d_out, d_in);
+  constexpr index_t tile = 64;
+  for (index_t k0 = 0; k0 < d_in; k0 += tile) {
+    const index_t kb = std::min(tile, d_in - k0);
+    for (index_t n0 = 0; n0 < d_out; n0 += tile) {
+      const index_t nb = std::min(tile, d_out - n0);
+      out.block(n0, k0, nb, kb) = scales.segment(n0, nb).cast<double>().asDiagonal() *
+                                  levels.block(n0, k0, nb, kb).cast<double>();
+    }
+  }
+  return out;
+}
+
 }  // namespace detail
 
 template <class Deferred>
@@ -239,19 +260,8 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
 
   // 4. Cross-modal compensation of every non-reference modality with tokens.
   if (max_rank > 0 && nm > 1) {
-    const auto qweight =
-        Eigen::Map<const row_matrix<std::int8_t>>(params.qweight.data(), d_out, d_in);
-    const auto wscale = Eigen::Map<const Eigen::VectorXf>(params.wscale.data(), d_out);
-    Eigen::MatrixXd shared(d_out, d_in);
-    constexpr index_t tile = 64;  // row-major int8 into column-major double, tile by tile
-    for (index_t k0 = 0; k0 < d_in; k0 += tile) {
-      const index_t kb = std::min(tile, d_in - k0);
-      for (index_t n0 = 0; n0 < d_out; n0 += tile) {
-        const index_t nb = std::min(tile, d_out - n0);
-        shared.block(n0, k0, nb, kb) = wscale.segment(n0, nb).cast<double>().asDiagonal() *
-                                       qweight.block(n0, k0, nb, kb).cast<double>();
-      }
-    }
+    const Eigen::MatrixXd shared =
+        detail::dequantized_weight(params.qweight, params.wscale, d_out, d_in);
     Eigen::MatrixXd delta;
     for (index_t m = 1; m < nm; ++m) {
       if (inputs[std::size_t(m)].rows() == 0) continue;
@@ -262,10 +272,8 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
         std::vector<std::int8_t> q;
         std::vector<float> sc;
         detail::quantize_weight(weight, s, config.weight_bits, q, sc);
-        const auto qm = Eigen::Map<const row_matrix<std::int8_t>>(q.data(), d_out, d_in);
-        const auto sm = Eigen::Map<const Eigen::VectorXf>(sc.data(), d_out);
-        const Eigen::MatrixXd target = sm.cast<double>().asDiagonal() * qm.cast<double>();
-        delta_weight(target, Eigen::VectorXd::Ones(d_in), shared, delta);
+        delta_weight(detail::dequantized_weight(q, sc, d_out, d_in), Eigen::VectorXd::Ones(d_in),
+                     shared, delta);
       } else {
         delta_weight(as_eigen(weight), s_map, shared, delta);
       }
