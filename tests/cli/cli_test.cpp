@@ -192,6 +192,54 @@ BOOST_AUTO_TEST_CASE(calibrate_forward_inspect_round_trip) {
   BOOST_TEST(r.out.find("calibrated") != std::string::npos);
 }
 
+// docs/reliability.md: the model and the report (but its timings) are byte-identical for any
+// --threads, at a size where every parallel path runs (d_in = 1024, three modalities), with
+// learning and the α search, on the randomized and the exact SVD paths with both whitenings.
+// The tool used to let Eigen thread its products by --threads, which changed their rounding.
+BOOST_AUTO_TEST_CASE(outputs_do_not_depend_on_threads_at_real_sizes) {
+  scratch s;
+  const index_t d_in = 1024, d_out = 640;
+  const matrix<float> w = testing::random_normal(d_out, d_in, 0.03f, 21);
+  matrix<float> text = testing::random_normal(600, d_in, 1.0f, 22);
+  matrix<float> vision = testing::random_normal(560, d_in, 3.0f, 23);
+  const matrix<float> audio = testing::random_normal(400, d_in, 1.5f, 24);
+  for (index_t t = 0; t < text.rows; ++t) text(t, 7) = 40.0f;
+  for (index_t t = 0; t < vision.rows; ++t) vision(t, 300) *= 30.0f;
+  {
+    safetensors_writer out;
+    out.add("blk.weight", w.cview());
+    out.add("blk.inputs.text", text.cview());
+    out.add("blk.inputs.vision", vision.cview());
+    out.add("blk.inputs.audio", audio.cview());
+    out.write(s / "in.safetensors");
+  }
+  const auto report_without_timings = [&](const std::string& path) {
+    auto j = nlohmann::json::parse(slurp(path));
+    for (auto& [name, layer] : j.at("layers").items()) layer.erase("seconds");
+    return j.dump();
+  };
+  for (const std::string flags :
+       {"--wbits 4 --learn-steps 2 --alpha auto",                  // randomized SVD
+        "--rank 0.3 --whiten eigen --learn-steps 2",               // exact SVD
+        "--rank 0.3 --learn-steps 0 --quantized-compensation"}) {  // exact, Cholesky
+    std::string model, report;
+    for (int threads : {1, 2, 3}) {
+      const std::string t = std::to_string(threads);
+      const auto r = run(s, "calibrate " + (s / "in.safetensors") + " -o " + (s / ("m" + t)) +
+                                " --report " + (s / ("r" + t)) + " --threads " + t + " " + flags);
+      BOOST_TEST_REQUIRE(r.code == 0, r.err);
+      if (threads == 1) {
+        model = slurp(s / "m1");
+        report = report_without_timings(s / "r1");
+        continue;
+      }
+      BOOST_TEST((slurp(s / ("m" + t)) == model), flags << ": model differs at --threads " << t);
+      BOOST_TEST((report_without_timings(s / ("r" + t)) == report),
+                 flags << ": report differs at --threads " << t);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(help_and_usage_errors) {
   scratch s;
   for (const char* cmd : {"demo", "calibrate", "forward", "inspect"}) {

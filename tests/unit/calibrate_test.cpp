@@ -539,4 +539,51 @@ BOOST_AUTO_TEST_CASE(statistics_that_do_not_fit_are_named) {
       errc::shape_mismatch, {"'vision'", "d_in = 48"});
 }
 
+// At sizes where every parallel path runs — several row slices of the randomized SVD (256 rows),
+// token chunks of the solvers (256) and of the report (128), tiles of the Gram — with learning,
+// the α search, the exact and the randomized SVD and both whitenings: the same parameters and
+// report for 1, 2 and 3 threads, also when Eigen's own thread count follows ours (as the tool
+// once set it, which made its outputs depend on --threads from d = 512 on).
+BOOST_AUTO_TEST_CASE(deterministic_across_threads_at_real_sizes) {
+  toy_layer L(1024, 640, 600);
+  struct setting {
+    const char* name;
+    calibration_config config;
+    std::vector<int> threads;
+  };
+  std::vector<setting> settings(3);
+  settings[0].name = "randomized SVD, learning, alpha search";
+  settings[0].config.weight_bits = 4;
+  settings[0].config.learn_steps = 2;
+  settings[0].config.alpha_search = true;
+  settings[0].config.alpha_grid.grid = {0.4, 0.6};
+  settings[0].threads = {1, 2, 3};
+  settings[1].name = "exact SVD, eigen whitening, learning";
+  settings[1].config.rank.rank = 0.3;
+  settings[1].config.whitening.method = whitening_method::eigen;
+  settings[1].config.learn_steps = 2;
+  settings[1].config.learning.batch_tokens = 0;
+  settings[1].threads = {1, 2};
+  settings[2].name = "exact SVD, Cholesky whitening, quantized compensation";
+  settings[2].config.rank.rank = 0.3;
+  settings[2].config.quantized_compensation = true;
+  settings[2].threads = {1, 2};
+  const int eigen_threads = Eigen::nbThreads();
+  for (auto& s : settings) {
+    BOOST_TEST_CONTEXT(s.name) {
+      std::vector<calibration_result> results;
+      for (int t : s.threads) {
+        thread_pool pool(t);
+        s.config.parallel = t > 1 ? pool.as_function() : parallel_for_fn{};
+        Eigen::setNbThreads(t);
+        results.push_back(calibrate(L.w.cview(), L.b(), L.inputs(), s.config));
+      }
+      BOOST_TEST((results[0].report.modalities[1].rank > 0));
+      for (std::size_t i = 1; i < results.size(); ++i)
+        expect_same_calibration(results[i], results[0]);
+    }
+  }
+  Eigen::setNbThreads(eigen_threads);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -53,15 +53,6 @@ inline calibration_config config_from_flags(const parsed_args& args) {
   return c;
 }
 
-/// Lets Eigen's own products use the threads too (they parallelise only under OpenMP).
-inline void set_eigen_threads(int threads) {
-#ifdef _OPENMP
-  Eigen::setNbThreads(threads);
-#else
-  (void)threads;
-#endif
-}
-
 /// Throws errc::non_finite naming the tensor, row and column of its first NaN or Inf (the file's
 /// tensors are checked as they are loaded, so the message names the tensor, not a modality).
 inline void check_finite(const std::string& src, const std::string& name,

@@ -39,7 +39,6 @@ int run_calibrate(const std::vector<std::string>& words) {
   const int threads = static_cast<int>(args.get_int("threads", default_threads, 0, 4096));
   thread_pool pool(threads);
   config.parallel = pool.as_function();
-  set_eigen_threads(pool.size());
 
   const safetensors_file in(in_path);
   const auto layers = find_layers(in);

@@ -45,7 +45,6 @@ int run_demo(const std::vector<std::string>& words) {
   const std::string svg_path = args.get("svg", demo_defaults::svg);
   const std::string report_path = args.get("report");
   thread_pool pool(static_cast<int>(args.get_int("threads", default_threads, 0, 4096)));
-  set_eigen_threads(pool.size());
 
   const auto start = std::chrono::steady_clock::now();
   std::printf(

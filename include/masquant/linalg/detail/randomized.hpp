@@ -55,8 +55,8 @@ void product_by_row_slices(Eigen::MatrixXd& dst, const Lhs& lhs, const Rhs& rhs,
     const index_t r = i * slice, h = std::min(slice, m - r);
     dst.middleRows(r, h).noalias() = lhs.middleRows(r, h) * rhs;
   };
-  // Eigen built with OpenMP parallelises each product itself; running the slices on `parallel`
-  // as well would nest the two (2.5x slower at d = 4096 here).
+  // An Eigen built with OpenMP (a consumer's -fopenmp) threads each product itself; running the
+  // slices on `parallel` as well would nest the two (docs/performance.md, "Calibration").
   if (parallel && slices > 1 && Eigen::nbThreads() == 1) {
     parallel(slices, run);
   } else {
