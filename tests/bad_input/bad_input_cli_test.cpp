@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <masquant/io/linear_file.hpp>
 #include <masquant/io/safetensors.hpp>
 #include <string>
 #include <vector>
@@ -50,15 +51,21 @@ struct run_result {
   std::string out, err;
 };
 
-/// Runs `masquant <args>`; its stdout and stderr go to a directory of their own, so that the
-/// directories the commands write to hold only what the commands leave there.
-run_result run(const std::string& args) {
+/// Runs `masquant <args>`, killed after `seconds` when > 0 (coreutils timeout); its stdout and
+/// stderr go to a directory of their own, so that the directories the commands write to hold
+/// only what the commands leave there.
+run_result run_limited(int seconds, const std::string& args) {
   static temp_dir logs;
-  const std::string cmd =
-      "'" + tool() + "' " + args + " > '" + logs.file("out") + "' 2> '" + logs.file("err") + "'";
+  const std::string limit = seconds > 0 ? "timeout -s KILL " + std::to_string(seconds) + " " : "";
+  const std::string cmd = limit + "'" + tool() + "' " + args + " > '" + logs.file("out") +
+                          "' 2> '" + logs.file("err") + "'";
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(logs.file("out")),
           slurp(logs.file("err"))};
+}
+
+run_result run(const std::string& args) {
+  return run_limited(0, args);
 }
 
 /// The command fails with `code`, says so in exactly one line on stderr containing every part,
@@ -78,6 +85,16 @@ void expect_failure(const std::string& args, int code, std::initializer_list<std
 void expect_success(const std::string& args) {
   const auto r = run(args);
   BOOST_TEST_REQUIRE(r.code == 0, args << " -> " << r.code << ": " << r.err);
+}
+
+/// expect_success() for a command that must end within `seconds` (far more than it needs):
+/// killed after that (exit code 137), it fails naming the limit.
+run_result expect_success_within(int seconds, const std::string& args) {
+  const auto r = run_limited(seconds, args);
+  BOOST_TEST_REQUIRE(
+      r.code == 0, args << " -> " << r.code << (r.code == 137 ? " (killed after " : "")
+                        << (r.code == 137 ? std::to_string(seconds) + " s)" : "") << ": " << r.err);
+  return r;
 }
 
 /// One calibration layer: weight, optional bias, and tokens per modality (an empty matrix with
@@ -400,6 +417,58 @@ BOOST_AUTO_TEST_CASE(failures_leave_nothing_behind) {
   expect_failure(
       "demo --dim 8 --tokens 8 --learn-steps 0 --threads 1 --svg " + work.file("missing/d.svg"), 1,
       {"missing/d.svg"}, work);
+}
+
+// Files with 160k tensors (the header size at which the quadratic parser took over a minute)
+// and models with 20k layers: every command stays linear (n log n) in the number of tensors.
+BOOST_AUTO_TEST_CASE(every_command_is_fast_on_160k_tensors) {
+  temp_dir dir;
+  const std::string in = dir.file("in.safetensors"), model = dir.file("model.safetensors"),
+                    many = dir.file("many.safetensors"), x = dir.file("x.safetensors"),
+                    y = dir.file("y.safetensors");
+  {
+    safetensors_writer w;
+    const auto l = random_layer(8, 6, 24, 1);
+    w.add("p.weight", l.w.cview());
+    for (const auto& [m, t] : l.inputs) w.add("p.inputs." + m, t.cview());
+    const float one = 1.0f;
+    for (int i = 0; i < 160000; ++i)
+      w.add("extra." + std::to_string(i % 997) + ".t" + std::to_string(i), tensor_shape{1},
+            vector_view<const float>(&one, 1));
+    w.write(in);
+  }
+  const auto listed = expect_success_within(60, "inspect " + in);
+  BOOST_TEST(listed.out.find("160004 tensors") != std::string::npos);
+  expect_success_within(60, "calibrate " + in + " -o " + model + " --learn-steps 1 --threads 1");
+  // 20k calibrated layers (100k tensors) and their activations.
+  {
+    quantized_linear_params p;
+    p.d_in = 2;
+    p.d_out = 1;
+    p.qweight = {3, -5};
+    p.wscale = {0.25f};
+    p.smooth = {{1.0f, 2.0f}, {0.5f, 1.0f}};
+    p.modality_names = {"text", "vision"};
+    p.lowrank.resize(2);
+    p.lowrank[1].L = row_matrix<float>::Constant(2, 1, 0.5f);
+    p.lowrank[1].R = row_matrix<float>::Constant(1, 1, 0.25f);
+    safetensors_writer mw, xw;
+    const std::vector<float> tokens{1.0f, 2.0f, 3.0f, 4.0f};
+    for (int i = 0; i < 20000; ++i) {
+      const std::string prefix = "layers." + std::to_string(i) + ".proj";
+      add_linear(mw, prefix, p);
+      xw.add(prefix + ".inputs.vision", matrix_view<const float>(tokens.data(), 2, 2));
+    }
+    for (const auto& [k, v] : std::map<std::string, std::string>{
+             {"format", "masquant"}, {"wbits", "8"}, {"abits", "8"}, {"reference", "text"}})
+      mw.set_metadata(k, v);
+    mw.write(many);
+    xw.write(x);
+  }
+  expect_success_within(60, "forward " + many + " " + x + " -o " + y + " --threads 1");
+  const safetensors_file out(y);
+  BOOST_TEST(out.tensors().size() == 20000u);
+  expect_success_within(60, "inspect " + many);
 }
 
 // Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.

@@ -98,12 +98,13 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
   // Modalities: every P.smooth.<m>, reference first.
   const std::string smooth_prefix = prefix + ".smooth.";
   std::vector<std::string> names;
-  for (const auto& t : file.tensors())
-    if (t.name.compare(0, smooth_prefix.size(), smooth_prefix) == 0 &&
-        t.name.size() > smooth_prefix.size() &&
-        t.name.find('.', smooth_prefix.size()) == std::string::npos)
-      names.push_back(t.name.substr(smooth_prefix.size()));
-  std::sort(names.begin(), names.end());
+  for (const tensor_info* t : file.with_prefix(smooth_prefix))  // in name order
+    if (t->name.size() > smooth_prefix.size() &&
+        t->name.find('.', smooth_prefix.size()) == std::string::npos)
+      names.push_back(t->name.substr(smooth_prefix.size()));
+  // Bounded before anything is loaded (and before the searches below, linear in it).
+  MASQUANT_CHECK(names.size() <= 256, errc::format_error, src, ": layer '", prefix, "' has ",
+                 names.size(), " modalities (tensors ", smooth_prefix, "<m>), at most 256");
   const auto ref = std::find(names.begin(), names.end(), reference);
   MASQUANT_CHECK(ref != names.end(), errc::format_error, src, ": missing tensor '", smooth_prefix,
                  reference, "' (the reference modality's smoothing)");
@@ -117,8 +118,8 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
 
   p.lowrank.resize(names.size());
   const std::string lowrank_prefix = prefix + ".lowrank.";
-  for (const auto& t : file.tensors()) {
-    if (t.name.compare(0, lowrank_prefix.size(), lowrank_prefix) != 0) continue;
+  for (const tensor_info* tp : file.with_prefix(lowrank_prefix)) {
+    const tensor_info& t = *tp;
     const std::string rest = t.name.substr(lowrank_prefix.size());
     const auto dot = rest.rfind('.');
     const std::string m = dot == std::string::npos ? rest : rest.substr(0, dot);

@@ -76,9 +76,11 @@ class safetensors_file {
 
   bool has(std::string_view name) const noexcept { return find(name) != nullptr; }
   /// The named tensor's entry, or null.
-  const tensor_info* find(std::string_view name) const noexcept {
-    const auto it = header_.index.find(name);
-    return it == header_.index.end() ? nullptr : &header_.tensors[it->second];
+  const tensor_info* find(std::string_view name) const noexcept { return header_.find(name); }
+  /// The entries whose names start with `prefix`, in name order (a binary search: O(log n) plus
+  /// the matches).
+  std::vector<const tensor_info*> with_prefix(std::string_view prefix) const {
+    return header_.with_prefix(prefix);
   }
   /// The named tensor's entry; throws errc::out_of_range naming the tensor and file when absent.
   const tensor_info& info(std::string_view name) const {
