@@ -1,10 +1,13 @@
 // Tests of safetensors_writer::write() atomicity (io/detail/atomic_file.hpp): a failed write
-// leaves no output and no temporary, and an existing file is replaced only on success.
+// leaves no output and no temporary, an existing file is replaced only on success, and only a
+// regular file is replaced.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <csignal>
+#include <filesystem>
 #include <masquant/io/safetensors.hpp>
 #include <string>
 #include <support/io_testing.hpp>
@@ -125,15 +128,46 @@ BOOST_AUTO_TEST_CASE(failure_mid_write_keeps_the_old_file_and_no_temporary) {
   BOOST_TEST(masquant::testing::read_bytes(path) == out.serialize());
 }
 
-BOOST_AUTO_TEST_CASE(failure_at_rename_leaves_no_temporary) {
+BOOST_AUTO_TEST_CASE(failure_at_commit_leaves_no_temporary) {
   temp_dir dir;
   const std::string target = dir.file("occupied");
-  std::filesystem::create_directory(target);
-  masquant::testing::write_bytes(target + "/keep", bytes{1});  // a non-empty directory
-  check_error([&] { big_writer(2).write(target); }, errc::io_error,
-              {target, "cannot rename the temporary into place"});
+  {
+    // The target is free when the write starts, and a non-empty directory when it is committed.
+    masquant::detail::atomic_file out(target);
+    out.write("abc", 3);
+    BOOST_TEST(dir.entries().size() == 1u);  // the temporary
+    std::filesystem::create_directory(target);
+    masquant::testing::write_bytes(target + "/keep", bytes{1});
+    check_error([&] { out.commit(); }, errc::io_error, {target, "it is a directory"});
+  }
   BOOST_TEST(dir.entries() == std::vector<std::string>{"occupied"});
   BOOST_TEST(std::filesystem::is_directory(target));
+}
+
+// A FIFO, a device (through a symbolic link to /dev/null) or a directory at the target is
+// refused before anything is written, and stays what it was; a link to a regular file is
+// replaced by the new file, not followed.
+BOOST_AUTO_TEST_CASE(only_regular_files_are_replaced) {
+  temp_dir dir;
+  const std::string fifo = dir.file("fifo"), null = dir.file("null"), sub = dir.file("sub");
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  std::filesystem::create_symlink("/dev/null", null);
+  std::filesystem::create_directory(sub);
+  check_error([&] { big_writer(2).write(fifo); }, errc::io_error, {fifo, "it is a FIFO"});
+  check_error([&] { big_writer(2).write(null); }, errc::io_error, {null, "a character device"});
+  check_error([&] { big_writer(2).write(sub); }, errc::io_error, {sub, "it is a directory"});
+  BOOST_TEST(std::filesystem::is_fifo(fifo));
+  BOOST_TEST(std::filesystem::is_symlink(null));
+  BOOST_TEST(std::filesystem::read_symlink(null) == "/dev/null");
+  BOOST_TEST(std::filesystem::is_character_file("/dev/null"));
+  BOOST_TEST(dir.entries() == (std::vector<std::string>{"fifo", "null", "sub"}));
+
+  const std::string target = dir.file("target"), link = dir.file("link");
+  masquant::testing::write_bytes(target, bytes{7});
+  std::filesystem::create_symlink(target, link);
+  big_writer(2).write(link);
+  BOOST_TEST(!std::filesystem::is_symlink(link));
+  BOOST_TEST(masquant::testing::read_bytes(target) == bytes{7});
 }
 
 BOOST_AUTO_TEST_CASE(invalid_tensors_fail_before_any_file_is_touched) {

@@ -1,6 +1,8 @@
 // Tests of the safetensors reader's validation (io/safetensors_file.hpp,
 // io/detail/header_parser.hpp): every malformed image is rejected with the right code and a
 // one-line message naming the tensor or byte offset, from memory and from a file alike.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <masquant/io/safetensors_file.hpp>
@@ -353,7 +355,21 @@ BOOST_AUTO_TEST_CASE(os_errors_are_io_errors) {
   masquant::testing::temp_dir dir;
   check_error([&] { safetensors_file f(dir.file("missing.safetensors")); }, errc::io_error,
               {dir.file("missing.safetensors"), "cannot open"});
-  check_error([&] { safetensors_file f(dir.path()); }, errc::io_error, {"not a regular file"});
+  check_error([&] { safetensors_file f(dir.path()); }, errc::io_error,
+              {"not a regular file (a directory)"});
+}
+
+// A FIFO is refused at once (opening one for reading blocks until a writer comes), and so are
+// devices, without reading them.
+BOOST_AUTO_TEST_CASE(special_files_are_refused_without_blocking) {
+  masquant::testing::temp_dir dir;
+  const std::string fifo = dir.file("fifo.safetensors");
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  masquant::testing::watchdog guard(30, "opening a FIFO");
+  check_error([&] { safetensors_file f(fifo); }, errc::io_error,
+              {fifo, "not a regular file (a FIFO)"});
+  check_error([&] { safetensors_file f("/dev/zero"); }, errc::io_error,
+              {"/dev/zero: not a regular file (a character device)"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
