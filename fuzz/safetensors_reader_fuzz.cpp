@@ -72,32 +72,39 @@ std::optional<summary> reference_header(const std::uint8_t* data, std::size_t si
   if (n > 100'000'000 || n > size - 8 || n < 2 || data[8] != '{') return std::nullopt;
   if (std::memchr(data + 8, 0, n) != nullptr) return std::nullopt;
   const std::uint64_t buffer = size - 8 - n;
-  // Duplicate keys in any object, and containers deeper than root > entry > shape, are errors.
-  std::vector<std::set<std::string>> keys;
-  const auto guard = [&keys](int depth, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
-        if (depth >= 3) throw std::runtime_error("too deep");
-        keys.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end:
-        keys.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!keys.back().insert(parsed.get<std::string>()).second)
-          throw std::runtime_error("duplicate");
-        break;
-      case json::parse_event_t::value:
-        break;
+  // Duplicate keys in any object, and containers deeper than root > entry > shape, are errors
+  // (found by a SAX pass: nlohmann's callback parser is quadratic in the number of entries).
+  struct structure : nlohmann::json_sax<json> {
+    std::vector<std::set<std::string>> keys;
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+    bool start_object(std::size_t) override { return open(); }
+    bool start_array(std::size_t) override { return open(); }
+    bool end_object() override { return close(); }
+    bool end_array() override { return close(); }
+    bool key(string_t& k) override { return keys.back().insert(k).second; }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+      return false;
     }
-    return true;
-  };
+    bool open() {
+      keys.emplace_back();
+      return keys.size() <= 3;
+    }
+    bool close() {
+      keys.pop_back();
+      return true;
+    }
+  } checker;
+  const char* first = reinterpret_cast<const char*>(data) + 8;
+  if (!json::sax_parse(first, first + n, &checker)) return std::nullopt;
   json root;
   try {
-    const char* first = reinterpret_cast<const char*>(data) + 8;
-    root = json::parse(first, first + n, guard);
+    root = json::parse(first, first + n);
   } catch (const std::exception&) {
     return std::nullopt;
   }
