@@ -4,6 +4,7 @@
 // Usage: bad_input_cli_test -- path/to/masquant path/to/fuzz/corpus/safetensors
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
@@ -51,14 +52,14 @@ struct run_result {
   std::string out, err;
 };
 
-/// Runs `masquant <args>`, killed after `seconds` when > 0 (coreutils timeout); its stdout and
-/// stderr go to a directory of their own, so that the directories the commands write to hold
-/// only what the commands leave there.
-run_result run_limited(int seconds, const std::string& args) {
+/// Runs `masquant <args>` (after `env`, environment assignments for it), killed after `seconds`
+/// when > 0 (coreutils timeout); its stdout and stderr go to a directory of their own, so that
+/// the directories the commands write to hold only what the commands leave there.
+run_result run_limited(int seconds, const std::string& args, const std::string& env = "") {
   static temp_dir logs;
   const std::string limit = seconds > 0 ? "timeout -s KILL " + std::to_string(seconds) + " " : "";
-  const std::string cmd = limit + "'" + tool() + "' " + args + " > '" + logs.file("out") +
-                          "' 2> '" + logs.file("err") + "'";
+  const std::string cmd = "env " + env + " " + limit + "'" + tool() + "' " + args + " > '" +
+                          logs.file("out") + "' 2> '" + logs.file("err") + "'";
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(logs.file("out")),
           slurp(logs.file("err"))};
@@ -469,6 +470,95 @@ BOOST_AUTO_TEST_CASE(every_command_is_fast_on_160k_tensors) {
   const safetensors_file out(y);
   BOOST_TEST(out.tensors().size() == 20000u);
   expect_success_within(60, "inspect " + many);
+}
+
+// An output that is an input or another output — the same path, another spelling of its
+// directory, a symbolic or hard link — is a usage error before any work, for every command:
+// `calibrate IN -o M --report M` used to leave the report in M and lose the model.
+BOOST_AUTO_TEST_CASE(outputs_never_overwrite_inputs_or_each_other) {
+  fixture fx;
+  temp_dir work;
+  const std::string in = fx.in, model = fx.model, m = work.file("m.safetensors");
+  const std::string in_bytes = slurp(in), model_bytes = slurp(model);
+  BOOST_TEST_REQUIRE(::symlink(in.c_str(), work.file("in_link").c_str()) == 0);
+  BOOST_TEST_REQUIRE(::link(in.c_str(), work.file("in_hard").c_str()) == 0);
+  BOOST_TEST_REQUIRE(::symlink(work.path().c_str(), fx.dir.file("work_link").c_str()) == 0);
+  const auto same = [&](const std::string& args, std::initializer_list<std::string> parts) {
+    expect_failure(args, 2, parts, work);
+  };
+  same("calibrate " + in + " -o " + m + " --report " + m, {"--report", "-o", "same file"});
+  same("calibrate " + in + " -o " + in, {"the input IN", "same file"});
+  same("calibrate " + in + " -o " + work.file("in_link"), {"in_link", "the input IN"});
+  same("calibrate " + in + " -o " + work.file("in_hard"), {"in_hard", "the input IN"});
+  same("calibrate " + in + " -o " + work.path() + "/./m.safetensors --report " + work.path() +
+           "//m.safetensors",
+       {"same file"});
+  same("calibrate " + in + " -o " + m + " --report " + fx.dir.file("work_link") + "/m.safetensors",
+       {"same file"});
+  same("calibrate " + in + " -o " + m + " --report " + in, {"--report", "the input IN"});
+  same("forward " + model + " " + in + " -o " + model, {"the input MODEL"});
+  same("forward " + model + " " + in + " -o " + work.file("in_link"), {"the input IN"});
+  same("demo --dim 8 --tokens 8 --svg " + m + " --report " + m, {"--report", "--svg"});
+  BOOST_TEST((slurp(in) == in_bytes));
+  BOOST_TEST((slurp(model) == model_bytes));
+  BOOST_TEST(std::filesystem::is_symlink(work.file("in_link")));
+  // Distinct outputs next to each other are fine.
+  expect_success("calibrate " + in + " -o " + m + " --report " + work.file("r.json") +
+                 " --learn-steps 1 --threads 1");
+}
+
+// A FIFO, a device (here through a link to /dev/null) or a directory as an output is refused
+// (exit 1, before any work) and stays what it was; as root, `-o /dev/null` used to replace the
+// device node with a regular file. Limited in time: a writer that opened the FIFO would block.
+BOOST_AUTO_TEST_CASE(special_files_are_never_outputs) {
+  fixture fx;
+  temp_dir work;
+  const std::string fifo = work.file("fifo"), null = work.file("null"), sub = work.file("sub");
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  BOOST_TEST_REQUIRE(::symlink("/dev/null", null.c_str()) == 0);
+  BOOST_TEST_REQUIRE(::mkdir(sub.c_str(), 0755) == 0);
+  const auto refused = [&](const std::string& args, std::initializer_list<std::string> parts) {
+    const auto before = work.entries();
+    const auto r = run_limited(60, args);
+    BOOST_TEST(r.code == 1, args << " -> " << r.code << ": " << r.err);
+    for (const auto& p : parts)
+      BOOST_TEST(r.err.find(p) != std::string::npos, args << ": '" << p << "' missing: " << r.err);
+    BOOST_TEST(work.entries() == before, args << " left files behind");
+  };
+  const std::string cal = "calibrate " + fx.in + " --learn-steps 1 --threads 1 ";
+  const std::string fwd = "forward " + fx.model + " " + fx.in + " ";
+  refused(cal + "-o " + fifo, {"fifo", "it is a FIFO"});
+  refused(cal + "-o " + null, {"null", "a character device"});
+  refused(cal + "-o " + sub, {"sub", "a directory"});
+  refused(cal + "-o " + work.file("m") + " --report " + fifo, {"--report", "a FIFO"});
+  refused(fwd + "-o " + fifo, {"a FIFO"});
+  refused(fwd + "-o " + null, {"a character device"});
+  refused("demo --dim 8 --tokens 8 --learn-steps 0 --svg " + fifo, {"--svg", "a FIFO"});
+  refused(
+      "demo --dim 8 --tokens 8 --learn-steps 0 --svg " + work.file("d.svg") + " --report " + null,
+      {"--report", "a character device"});
+  BOOST_TEST(std::filesystem::is_fifo(fifo));
+  BOOST_TEST(std::filesystem::read_symlink(null) == "/dev/null");
+  BOOST_TEST(std::filesystem::is_character_file("/dev/null"));
+}
+
+// A FIFO (or a device) as an input is refused at once, naming what it is; it used to hang in
+// open() until a writer came.
+BOOST_AUTO_TEST_CASE(fifo_inputs_are_refused_at_once) {
+  fixture fx;
+  temp_dir work;
+  const std::string fifo = work.file("in.fifo"), out = work.file("out.safetensors");
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  for (const std::string& args : std::vector<std::string>{
+           "calibrate " + fifo + " -o " + out, "forward " + fifo + " " + fx.in + " -o " + out,
+           "forward " + fx.model + " " + fifo + " -o " + out, "inspect " + fifo,
+           "inspect /dev/zero"}) {
+    const auto r = run_limited(60, args);
+    BOOST_TEST(r.code == 1,
+               args << " -> " << r.code << (r.code == 137 ? " (hung)" : "") << ": " << r.err);
+    BOOST_TEST(r.err.find("not a regular file") != std::string::npos, args << ": " << r.err);
+  }
+  BOOST_TEST(work.entries() == std::vector<std::string>{"in.fifo"});
 }
 
 // Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.

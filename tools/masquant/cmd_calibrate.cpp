@@ -16,6 +16,7 @@
 #include "cli_common.hpp"
 #include "command_specs.hpp"
 #include "commands.hpp"
+#include "file_args.hpp"
 #include "layers.hpp"
 #include "progress.hpp"
 #include "report_format.hpp"
@@ -37,6 +38,8 @@ int run_calibrate(const std::vector<std::string>& words) {
   if (reference.empty() || reference.find('.') != std::string::npos)
     throw usage_error("--reference: a modality name without '.', got '" + reference + "'");
   const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  check_file_args(
+      {{"IN", in_path, false}, {"-o", out_path, true}, {"--report", report_path, true}});
   thread_pool pool(threads);
   config.parallel = pool.as_function();
   set_eigen_threads(pool.size());

@@ -12,6 +12,7 @@
 #include "cli_common.hpp"
 #include "command_specs.hpp"
 #include "commands.hpp"
+#include "file_args.hpp"
 #include "layers.hpp"
 #include "progress.hpp"
 
@@ -25,6 +26,9 @@ int run_forward(const std::vector<std::string>& words) {
   const auto args = parse(forward_spec, words);
   if (!args.has("output")) throw usage_error("missing -o OUT.safetensors");
   const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  check_file_args({{"MODEL", args.positional()[0], false},
+                   {"IN", args.positional()[1], false},
+                   {"-o", args.get("output"), true}});
   thread_pool pool(threads);
   forward_options opt;
   opt.parallel = pool.as_function();
