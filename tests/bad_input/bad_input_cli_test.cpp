@@ -2,6 +2,7 @@
 // of malformed file, models and activation files that lie, degenerate layers, failures that must
 // leave the output directory as it was, and byte-identical outputs for any thread count.
 // Usage: bad_input_cli_test -- path/to/masquant path/to/fuzz/corpus/safetensors
+//        path/to/libmasquant_raise_on_fsync.so
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -32,13 +34,18 @@ namespace {
 
 std::string arg(int from_end) {
   const auto& suite = boost::unit_test::framework::master_test_suite();
-  BOOST_TEST_REQUIRE(suite.argc >= 3, "usage: bad_input_cli_test -- masquant corpus_dir");
+  BOOST_TEST_REQUIRE(suite.argc >= 4,
+                     "usage: bad_input_cli_test -- masquant corpus_dir raise_on_fsync.so");
   return suite.argv[suite.argc - from_end];
 }
 std::string tool() {
-  return arg(2);
+  return arg(3);
 }
 std::string corpus() {
+  return arg(2);
+}
+/// The LD_PRELOAD shim support/raise_on_fsync.cpp.
+std::string raise_on_fsync() {
   return arg(1);
 }
 
@@ -559,6 +566,27 @@ BOOST_AUTO_TEST_CASE(fifo_inputs_are_refused_at_once) {
     BOOST_TEST(r.err.find("not a regular file") != std::string::npos, args << ": " << r.err);
   }
   BOOST_TEST(work.entries() == std::vector<std::string>{"in.fifo"});
+}
+
+// SIGINT or SIGTERM while the outputs are being written (raised by the preloaded shim at the
+// first fsync, when the report's and the model's temporaries both exist): the process dies of
+// the signal and leaves no temporary, and the previous output is untouched.
+BOOST_AUTO_TEST_CASE(interrupted_runs_leave_no_temporaries) {
+  fixture fx;
+  temp_dir work;
+  const std::string out = work.file("out.safetensors"), report = work.file("report.json");
+  testing::write_bytes(out, bytes{1, 2, 3});
+  for (const int sig : {SIGINT, SIGTERM}) {
+    const auto r = run_limited(
+        0,
+        "calibrate " + fx.in + " -o " + out + " --report " + report +
+            " --learn-steps 1 --threads 1",
+        "LD_PRELOAD='" + raise_on_fsync() + "' MASQUANT_TEST_RAISE=" + std::to_string(sig));
+    // The shell reports a child killed by a signal as 128 + the signal.
+    BOOST_TEST((r.code == 128 + sig || r.code == -1), "signal " << sig << ": exit " << r.code);
+    BOOST_TEST(work.entries() == std::vector<std::string>{"out.safetensors"}, "signal " << sig);
+    BOOST_TEST((testing::read_bytes(out) == bytes{1, 2, 3}));
+  }
 }
 
 // Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.

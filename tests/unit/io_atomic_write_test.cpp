@@ -1,14 +1,17 @@
 // Tests of safetensors_writer::write() atomicity (io/detail/atomic_file.hpp): a failed write
 // leaves no output and no temporary, an existing file is replaced only on success, and only a
-// regular file is replaced.
+// regular file is replaced; remove_temporary_files() (io/temporary_files.hpp) clears the
+// temporaries of an interrupted program.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <csignal>
 #include <filesystem>
 #include <masquant/io/safetensors.hpp>
+#include <masquant/io/temporary_files.hpp>
 #include <string>
 #include <support/io_testing.hpp>
 #include <support/testing.hpp>
@@ -168,6 +171,51 @@ BOOST_AUTO_TEST_CASE(only_regular_files_are_replaced) {
   big_writer(2).write(link);
   BOOST_TEST(!std::filesystem::is_symlink(link));
   BOOST_TEST(masquant::testing::read_bytes(target) == bytes{7});
+}
+
+// remove_temporary_files() deletes the temporaries of the writes in progress (what a signal
+// handler calls), and nothing else.
+BOOST_AUTO_TEST_CASE(pending_temporaries_can_be_removed) {
+  temp_dir dir;
+  big_writer(2).write(dir.file("done.safetensors"));
+  {
+    masquant::detail::atomic_file a(dir.file("a")), b(dir.file("b"));
+    a.write("x", 1);
+    BOOST_TEST(dir.entries().size() == 3u);
+    remove_temporary_files();
+    BOOST_TEST(dir.entries() == std::vector<std::string>{"done.safetensors"});
+  }
+  remove_temporary_files();  // the slots were freed: nothing more to remove
+  BOOST_TEST(dir.entries() == std::vector<std::string>{"done.safetensors"});
+}
+
+// A process killed by SIGTERM while writing, with a handler that calls remove_temporary_files()
+// and re-raises (as the masquant tool installs), leaves no temporary and the old file intact.
+BOOST_AUTO_TEST_CASE(a_signal_handler_leaves_no_temporary) {
+  temp_dir dir;
+  const std::string path = dir.file("out.safetensors");
+  masquant::testing::write_bytes(path, bytes{1, 2, 3});
+  const pid_t child = ::fork();
+  BOOST_TEST_REQUIRE(child >= 0);
+  if (child == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) {
+      remove_temporary_files();
+      ::raise(sig);  // SA_RESETHAND: the default action now
+    };
+    sa.sa_flags = SA_RESETHAND;
+    ::sigaction(SIGTERM, &sa, nullptr);
+    masquant::detail::atomic_file out(path);
+    out.write("partial", 7);
+    ::raise(SIGTERM);
+    ::_exit(0);  // not reached
+  }
+  int status = 0;
+  BOOST_TEST_REQUIRE(::waitpid(child, &status, 0) == child);
+  BOOST_TEST(WIFSIGNALED(status));
+  BOOST_TEST((WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM));
+  BOOST_TEST(dir.entries() == std::vector<std::string>{"out.safetensors"});
+  BOOST_TEST((masquant::testing::read_bytes(path) == bytes{1, 2, 3}));
 }
 
 BOOST_AUTO_TEST_CASE(invalid_tensors_fail_before_any_file_is_touched) {

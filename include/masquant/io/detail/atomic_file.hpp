@@ -12,6 +12,7 @@
 #include <cstring>
 #include <masquant/error.hpp>
 #include <masquant/io/detail/file_kind.hpp>
+#include <masquant/io/temporary_files.hpp>
 #include <string>
 
 namespace masquant::detail {
@@ -20,7 +21,8 @@ namespace masquant::detail {
 /// file in the same directory (so rename() is atomic), which commit() fsyncs and renames over
 /// `path`. Destroying an uncommitted atomic_file removes the temporary, so a failure (an OS error
 /// or an exception between writes) leaves neither a partial output nor a stray temporary, and
-/// an existing `path` untouched.
+/// an existing `path` untouched. The temporary is registered for remove_temporary_files() (a
+/// signal handler's cleanup) while it exists.
 ///
 /// Only a regular file (or nothing) at `path` is replaced: a directory, FIFO, device or socket
 /// there, or a symbolic link to one, is an error (renaming over /dev/null would replace the
@@ -45,10 +47,12 @@ class atomic_file {
         raise(errc::io_error, cat(path_, ": cannot create a temporary file in its directory: ",
                                   std::strerror(errno)));
     }
+    slot_ = register_temporary(temp_);
   }
   ~atomic_file() {
     if (fd_ >= 0) ::close(fd_);
     if (!committed_) ::unlink(temp_.c_str());
+    unregister_temporary(slot_);
   }
   atomic_file(const atomic_file&) = delete;
   atomic_file& operator=(const atomic_file&) = delete;
@@ -108,6 +112,7 @@ class atomic_file {
   int fd_ = -1;
   std::size_t written_ = 0;
   bool committed_ = false;
+  int slot_ = -1;  // in the registry of remove_temporary_files()
 };
 
 }  // namespace masquant::detail
