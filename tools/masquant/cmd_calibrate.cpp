@@ -20,6 +20,7 @@
 #include "layers.hpp"
 #include "progress.hpp"
 #include "report_format.hpp"
+#include "threads.hpp"
 
 namespace masquant::cli {
 
@@ -37,10 +38,10 @@ int run_calibrate(const std::vector<std::string>& words) {
   const std::string reference = args.get("reference", "text");
   if (reference.empty() || reference.find('.') != std::string::npos)
     throw usage_error("--reference: a modality name without '.', got '" + reference + "'");
-  const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  (void)args.get_int("threads", 0, 0, 4096);  // a usage error before the files are checked
   check_file_args(
       {{"IN", in_path, false}, {"-o", out_path, true}, {"--report", report_path, true}});
-  thread_pool pool(threads);
+  thread_pool pool(thread_count(args));
   config.parallel = pool.as_function();
   set_eigen_threads(pool.size());
 

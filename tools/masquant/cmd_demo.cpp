@@ -19,6 +19,7 @@
 #include "report_format.hpp"
 #include "svg.hpp"
 #include "synthetic.hpp"
+#include "threads.hpp"
 
 namespace masquant::cli {
 
@@ -44,9 +45,9 @@ int run_demo(const std::vector<std::string>& words) {
   const auto seed = static_cast<std::uint64_t>(args.get_int("seed", 2, 0, 1LL << 62));
   const std::string svg_path = args.get("svg", "masquant-demo.svg");
   const std::string report_path = args.get("report");
-  const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  (void)args.get_int("threads", 0, 0, 4096);  // a usage error before the files are checked
   check_file_args({{"--svg", svg_path, true}, {"--report", report_path, true}});
-  thread_pool pool(threads);
+  thread_pool pool(thread_count(args));
   set_eigen_threads(pool.size());
 
   const auto start = std::chrono::steady_clock::now();

@@ -15,6 +15,7 @@
 #include "file_args.hpp"
 #include "layers.hpp"
 #include "progress.hpp"
+#include "threads.hpp"
 
 namespace masquant::cli {
 
@@ -25,11 +26,11 @@ int run_forward(const std::vector<std::string>& words) {
   }
   const auto args = parse(forward_spec, words);
   if (!args.has("output")) throw usage_error("missing -o OUT.safetensors");
-  const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  (void)args.get_int("threads", 0, 0, 4096);  // a usage error before the files are checked
   check_file_args({{"MODEL", args.positional()[0], false},
                    {"IN", args.positional()[1], false},
                    {"-o", args.get("output"), true}});
-  thread_pool pool(threads);
+  thread_pool pool(thread_count(args));
   forward_options opt;
   opt.parallel = pool.as_function();
 
