@@ -606,6 +606,40 @@ BOOST_AUTO_TEST_CASE(threads_above_the_cpu_count_are_capped) {
   BOOST_TEST(f.err.find("warning: --threads 4096") != std::string::npos, f.err);
 }
 
+// Layer names that contain the file contract's own words (m.smooth next to m, x.outputs.y,
+// a.lowrank.b, q.inputs.r, w.weight) are layers like any other: calibrated, run and listed,
+// none taking another's tensors. "m.smooth.weight" used to be read as the smoothing factor of a
+// modality "weight" of layer m.
+BOOST_AUTO_TEST_CASE(every_legal_layer_name_is_recognised) {
+  temp_dir dir;
+  const std::vector<std::string> prefixes = {"m",           "m.smooth",    "m.smooth.text",
+                                             "x.outputs.y", "a.lowrank.b", "a.lowrank",
+                                             "q.inputs.r",  "w.weight"};
+  std::map<std::string, layer> layers;
+  for (std::size_t i = 0; i < prefixes.size(); ++i)
+    layers[prefixes[i]] = random_layer(8, 4 + index_t(i), 24, 100 + i);
+  const std::string in = dir.file("in.safetensors"), model = dir.file("model.safetensors"),
+                    y = dir.file("y.safetensors");
+  write_layers(in, layers);
+  expect_success("calibrate " + in + " -o " + model + " --learn-steps 1 --threads 1");
+  expect_success("forward " + model + " " + in + " -o " + y + " --threads 1");
+  const safetensors_file mf(model), yf(y);
+  for (std::size_t i = 0; i < prefixes.size(); ++i) {
+    const std::string& p = prefixes[i];
+    BOOST_TEST((mf.info(p + ".qweight").shape == tensor_shape{4 + index_t(i), 8}), p);
+    for (const char* m : {"text", "vision", "audio"}) {
+      BOOST_TEST(mf.has(p + ".smooth." + m), p << " " << m);
+      BOOST_TEST((yf.info(p + ".outputs." + m).shape[1] == 4 + index_t(i)), p << " " << m);
+    }
+  }
+  const auto listed = run("inspect " + model);
+  BOOST_TEST(listed.code == 0);
+  BOOST_TEST(listed.out.find("layers (8):") != std::string::npos, listed.out);
+  // A modality may not be called by one of the grammar's words.
+  expect_failure("calibrate " + in + " -o " + dir.file("r.safetensors") + " --reference weight", 2,
+                 {"--reference", "weight"}, dir);
+}
+
 // Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.
 BOOST_AUTO_TEST_CASE(usage_errors_come_first) {
   temp_dir work;

@@ -340,15 +340,22 @@ BOOST_AUTO_TEST_CASE(a_header_of_160k_tensors_parses_in_linear_time) {
     BOOST_TEST(f.tensors()[std::size_t(i)].name == name);  // data order
   }
   BOOST_TEST(!f.has("model.layers.1.t"));
-  const auto in_layer = f.with_prefix("model.layers.7.");
-  BOOST_TEST_REQUIRE(in_layer.size() == 160u);
+  // One level of the name space below a prefix: 160 tensors in layer 7, 1000 layer groups.
+  const auto layer7 = f.children("model.layers.7.");
+  BOOST_TEST_REQUIRE(layer7.tensors.size() == 160u);
+  BOOST_TEST(layer7.groups.empty());
   // (std::is_sorted: BOOST_TEST's own string '<' orders by length first.)
   BOOST_TEST(
-      std::is_sorted(in_layer.begin(), in_layer.end(),
+      std::is_sorted(layer7.tensors.begin(), layer7.tensors.end(),
                      [](const tensor_info* a, const tensor_info* b) { return a->name < b->name; }));
-  BOOST_TEST(f.with_prefix("model.layers.7.t7").front()->name == "model.layers.7.t7");
-  BOOST_TEST(f.with_prefix("nothing").empty());
-  BOOST_TEST(f.with_prefix("").size() == std::size_t(n));
+  BOOST_TEST(layer7.tensors.front()->name == "model.layers.7.t100007");
+  const auto layers = f.children("model.layers.");
+  BOOST_TEST(layers.tensors.empty());
+  BOOST_TEST_REQUIRE(layers.groups.size() == 1000u);
+  BOOST_TEST(layers.groups[1] == "1");
+  BOOST_TEST(layers.groups[2] == "10");
+  BOOST_TEST(f.children("nothing.").tensors.empty());
+  BOOST_TEST(f.children("nothing.").groups.empty());
 }
 
 BOOST_AUTO_TEST_CASE(os_errors_are_io_errors) {

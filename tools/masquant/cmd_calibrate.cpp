@@ -6,6 +6,7 @@
 #include <masquant/io/detail/atomic_file.hpp>
 #include <masquant/io/linear_file.hpp>
 #include <masquant/io/safetensors.hpp>
+#include <masquant/io/tensor_names.hpp>
 #include <masquant/version.hpp>
 #include <optional>
 #include <string>
@@ -36,8 +37,11 @@ int run_calibrate(const std::vector<std::string>& words) {
   const std::string report_path = args.get("report");
   calibration_config config = config_from_flags(args);
   const std::string reference = args.get("reference", "text");
-  if (reference.empty() || reference.find('.') != std::string::npos)
-    throw usage_error("--reference: a modality name without '.', got '" + reference + "'");
+  if (!is_modality_name(reference))
+    throw usage_error(
+        "--reference: a modality name (not empty, no '.', none of weight, bias, "
+        "qweight, wscale, inputs, outputs, smooth, lowrank), got '" +
+        reference + "'");
   (void)args.get_int("threads", 0, 0, 4096);  // a usage error before the files are checked
   check_file_args(
       {{"IN", in_path, false}, {"-o", out_path, true}, {"--report", report_path, true}});

@@ -6,6 +6,7 @@
 #include <masquant/error.hpp>
 #include <masquant/io/safetensors_file.hpp>
 #include <masquant/io/safetensors_writer.hpp>
+#include <masquant/io/tensor_names.hpp>
 #include <masquant/layer/linear_params.hpp>
 #include <string>
 #include <vector>
@@ -19,10 +20,18 @@ namespace masquant {
 /// present. Modality names are params.modality_names (or "0", "1", ...). The bit widths belong
 /// in the file's __metadata__ (wbits, abits, as `masquant calibrate` writes). Validates first:
 /// throws as quantized_linear_params::validate(), or errc::invalid_argument for a name the
-/// writer already holds, with nothing added.
+/// writer already holds, an empty prefix, or a modality name that is not is_modality_name(),
+/// with nothing added.
 inline void add_linear(safetensors_writer& out, const std::string& prefix,
                        const quantized_linear_params& p) {
   p.validate();
+  // Names the grammar of tensor names reads back as this layer's (tensor_names.hpp).
+  MASQUANT_CHECK(!prefix.empty(), errc::invalid_argument, "add_linear: empty layer prefix");
+  for (index_t m = 0; m < p.modalities(); ++m)
+    MASQUANT_CHECK(is_modality_name(p.modality_name(m)), errc::invalid_argument,
+                   "add_linear: modality name '", p.modality_name(m),
+                   "' is empty, holds '.' or is one of weight, bias, qweight, wscale, inputs, "
+                   "outputs, smooth, lowrank (tensor names would not read back)");
   std::vector<std::string> names;
   names.push_back(prefix + ".qweight");
   names.push_back(prefix + ".wscale");
@@ -95,12 +104,12 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
     p.bias = file.load_f32(b->name).values();
   }
 
-  // Modalities: every P.smooth.<m>, reference first.
+  // Modalities: every P.smooth.<m>, reference first. (By the grammar of tensor names,
+  // P.smooth.weight is the weight of a layer "P.smooth", and P.smooth.x.weight of "P.smooth.x".)
   const std::string smooth_prefix = prefix + ".smooth.";
   std::vector<std::string> names;
-  for (const tensor_info* t : file.with_prefix(smooth_prefix))  // in name order
-    if (t->name.size() > smooth_prefix.size() &&
-        t->name.find('.', smooth_prefix.size()) == std::string::npos)
+  for (const tensor_info* t : file.children(smooth_prefix).tensors)  // in name order
+    if (is_modality_name(std::string_view(t->name).substr(smooth_prefix.size())))
       names.push_back(t->name.substr(smooth_prefix.size()));
   // Bounded before anything is loaded (and before the searches below, linear in it).
   MASQUANT_CHECK(names.size() <= 256, errc::format_error, src, ": layer '", prefix, "' has ",
@@ -118,17 +127,16 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
 
   p.lowrank.resize(names.size());
   const std::string lowrank_prefix = prefix + ".lowrank.";
-  for (const tensor_info* tp : file.with_prefix(lowrank_prefix)) {
-    const tensor_info& t = *tp;
-    const std::string rest = t.name.substr(lowrank_prefix.size());
-    const auto dot = rest.rfind('.');
-    const std::string m = dot == std::string::npos ? rest : rest.substr(0, dot);
+  // Every P.lowrank.<m>.L or .R must belong to a modality with P.smooth.<m> other than the
+  // reference. (Other names under P.lowrank. belong to other layers, or to none.)
+  for (const std::string& m : file.children(lowrank_prefix).groups) {
+    const tensor_info* t = file.find(lowrank_prefix + m + ".L");
+    if (t == nullptr) t = file.find(lowrank_prefix + m + ".R");
+    if (t == nullptr || !is_modality_name(m)) continue;
     const auto it = std::find(names.begin(), names.end(), m);
-    MASQUANT_CHECK(dot != std::string::npos && it != names.end() &&
-                       (rest.substr(dot) == ".L" || rest.substr(dot) == ".R"),
-                   errc::format_error, src, ": tensor '", t.name,
+    MASQUANT_CHECK(it != names.end(), errc::format_error, src, ": tensor '", t->name,
                    "' is not P.lowrank.<m>.L or .R of a modality with P.smooth.<m>");
-    MASQUANT_CHECK(it != names.begin(), errc::format_error, src, ": tensor '", t.name,
+    MASQUANT_CHECK(it != names.begin(), errc::format_error, src, ": tensor '", t->name,
                    "' corrects the reference modality '", reference, "', which has no correction");
   }
   for (std::size_t m = 1; m < names.size(); ++m) {

@@ -41,18 +41,31 @@ struct parsed_header {
     return it != by_name.end() && tensors[*it].name == name ? &tensors[*it] : nullptr;
   }
 
-  /// The entries whose names start with `prefix`, in name order (O(log n) plus the matches).
-  std::vector<const tensor_info*> with_prefix(std::string_view prefix) const {
-    auto it = std::lower_bound(by_name.begin(), by_name.end(), prefix,
-                               [this](std::size_t i, std::string_view n) {
-                                 return std::string_view(tensors[i].name) < n;
-                               });
-    std::vector<const tensor_info*> out;
-    for (; it != by_name.end() &&
-           std::string_view(tensors[*it].name).substr(0, prefix.size()) == prefix;
-         ++it)
-      out.push_back(&tensors[*it]);
-    return out;
+  /// One level of the dot-separated namespace below `prefix` (a prefix ending in '.'), in name
+  /// order: the entries named prefix + c with no '.' in c, and the distinct c of the names
+  /// prefix + c + "." + ... . A binary search per group skips its names: O((entries + groups)
+  /// log n), however many names a group holds.
+  void children(std::string_view prefix, std::vector<const tensor_info*>& leaves,
+                std::vector<std::string>& groups) const {
+    const auto name_of = [this](std::size_t i) { return std::string_view(tensors[i].name); };
+    const auto before = [&](std::size_t i, std::string_view n) { return name_of(i) < n; };
+    auto it = std::lower_bound(by_name.begin(), by_name.end(), prefix, before);
+    while (it != by_name.end() && name_of(*it).substr(0, prefix.size()) == prefix) {
+      const std::string_view rest = name_of(*it).substr(prefix.size());
+      const auto dot = rest.find('.');
+      if (dot == std::string_view::npos) {
+        leaves.push_back(&tensors[*it]);
+        ++it;
+        continue;
+      }
+      // Every name of the group starts with prefix + c + '.': skip to prefix + c + '/'.
+      std::string group(rest.substr(0, dot));
+      const std::string end = std::string(prefix) + group + '/';
+      groups.push_back(std::move(group));
+      it = std::lower_bound(it, by_name.end(), std::string_view(end), before);
+    }
+    std::sort(groups.begin(), groups.end());
+    groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
   }
 };
 
