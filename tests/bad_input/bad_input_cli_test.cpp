@@ -279,6 +279,56 @@ BOOST_AUTO_TEST_CASE(forward_refuses_models_that_lie) {
         });
 }
 
+// forward never writes Inf and exits 0: a model whose wscale is finite but outside the weight
+// quantizer's range is refused when loaded (naming P.wscale), one whose L or R are finite but
+// huge, or finite activations too large for the layer, when an output overflows (naming the
+// tensor, the layer, the modality and the term). Both used to write Inf.
+BOOST_AUTO_TEST_CASE(forward_never_writes_inf) {
+  fixture fx;
+  temp_dir work;
+  const std::string y = work.file("y.safetensors"), lie = fx.dir.file("lie.safetensors");
+  auto set_all = [&](const std::string& name, float value) {
+    return [&fx, name, value](safetensors_writer& w) {
+      const safetensors_file f(fx.model);
+      auto t = f.load_f32(name);
+      auto v = t.values();
+      std::fill(v.begin(), v.end(), value);
+      w.add(name, t.shape(), vector_view<const float>(v));
+    };
+  };
+  rewrite(fx.model, lie, {"p.wscale"}, {}, set_all("p.wscale", 3e38f));
+  expect_failure("forward " + lie + " " + fx.in + " -o " + y, 1,
+                 {"lie.safetensors", "tensor 'p.wscale' element 0 = 3e+38", "outside"}, work);
+  rewrite(fx.model, lie, {"p.lowrank.vision.L"}, {}, set_all("p.lowrank.vision.L", 3e38f));
+  expect_failure("forward " + lie + " " + fx.in + " -o " + y, 1,
+                 {"tensor 'p.inputs.vision' through layer 'p'", "modality 'vision'", "lowrank["},
+                 work);
+  // Finite activations that overflow a healthy W8A16 layer (every level 127, unit scales): 1e37
+  // on 8 inputs.
+  quantized_linear_params p;
+  p.d_in = 8;
+  p.d_out = 2;
+  p.qweight.assign(16, 127);
+  p.wscale = {1.0f, 1.0f};
+  p.smooth = {std::vector<float>(8, 1.0f)};
+  p.modality_names = {"text"};
+  safetensors_writer mw;
+  add_linear(mw, "h", p);
+  for (const auto& [k, v] : std::map<std::string, std::string>{
+           {"format", "masquant"}, {"wbits", "8"}, {"abits", "16"}, {"reference", "text"}})
+    mw.set_metadata(k, v);
+  const std::string plain = fx.dir.file("plain.safetensors"), big = fx.dir.file("big.safetensors");
+  mw.write(plain);
+  safetensors_writer w;
+  matrix<float> x(3, 8, 1.0f);
+  for (index_t i = 0; i < 8; ++i) x(2, i) = 1e37f;
+  w.add("h.inputs.text", x.cview());
+  w.write(big);
+  expect_failure("forward " + plain + " " + big + " -o " + y, 1,
+                 {"tensor 'h.inputs.text' through layer 'h'", "row 2, column 0", "float's range"},
+                 work);
+}
+
 // forward on activations that lie about the layer, or hold NaN: exit 1 naming the tensor.
 BOOST_AUTO_TEST_CASE(forward_refuses_inputs_that_lie) {
   fixture fx;

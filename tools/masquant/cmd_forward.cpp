@@ -73,10 +73,13 @@ int run_forward(const std::vector<std::string>& words) {
       std::vector<float> y(static_cast<std::size_t>(x.rows() * linear.d_out()));
       const std::vector<modality_id> ids(static_cast<std::size_t>(x.rows()),
                                          static_cast<modality_id>(it - names.begin()));
-      detail::with_context(detail::cat("tensor '", name, "'"), [&] {
-        linear.forward(x.matrix(), ids, matrix_view<float>(y.data(), x.rows(), linear.d_out()),
-                       opt);
-      });
+      detail::with_context(detail::cat(in.source(), ": tensor '", name, "' through layer '", prefix,
+                                       "' of ", model.source()),
+                           [&] {
+                             linear.forward(x.matrix(), ids,
+                                            matrix_view<float>(y.data(), x.rows(), linear.d_out()),
+                                            opt);
+                           });
       out.add(detail::cat(prefix, ".outputs.", modality),
               matrix_view<const float>(y.data(), x.rows(), linear.d_out()));
     }

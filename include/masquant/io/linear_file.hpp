@@ -8,10 +8,26 @@
 #include <masquant/io/safetensors_writer.hpp>
 #include <masquant/io/tensor_names.hpp>
 #include <masquant/layer/linear_params.hpp>
+#include <masquant/quant/detail/common.hpp>
 #include <string>
 #include <vector>
 
 namespace masquant {
+
+namespace detail {
+
+/// P.wscale holds what calibrate() writes, the weight quantizer's Δ = clamp(absmax / qmax, 1e-5,
+/// 1e4): a scale outside is no calibrated layer (3e38 made `forward` write Inf). Throws `code`
+/// naming `what` (the tensor, or the field) and the element.
+inline void check_wscale_range(const std::vector<float>& wscale, errc code,
+                               const std::string& what) {
+  for (std::size_t i = 0; i < wscale.size(); ++i)
+    MASQUANT_CHECK(wscale[i] >= quant_min_scale && wscale[i] <= quant_max_scale, code, what,
+                   " element ", i, " = ", wscale[i], " is outside [", quant_min_scale, ", ",
+                   quant_max_scale, "], the range of the weight quantizer's scales");
+}
+
+}  // namespace detail
 
 /// Adds a calibrated layer's tensors under `prefix` (design.md "File contract"):
 /// P.qweight I8 [d_out, d_in] (4-bit levels stored one per byte), P.wscale F32 [d_out],
@@ -20,8 +36,9 @@ namespace masquant {
 /// present. Modality names are params.modality_names (or "0", "1", ...). The bit widths belong
 /// in the file's __metadata__ (wbits, abits, as `masquant calibrate` writes). Validates first:
 /// throws as quantized_linear_params::validate(), or errc::invalid_argument for a name the
-/// writer already holds, an empty prefix, or a modality name that is not is_modality_name(),
-/// with nothing added.
+/// writer already holds, an empty prefix, a modality name that is not is_modality_name(), or a
+/// wscale outside [1e-5, 1e4] (the range of calibrate()'s scales, which load_linear() holds
+/// files to), with nothing added.
 inline void add_linear(safetensors_writer& out, const std::string& prefix,
                        const quantized_linear_params& p) {
   p.validate();
@@ -32,6 +49,7 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
                    "add_linear: modality name '", p.modality_name(m),
                    "' is empty, holds '.' or is one of weight, bias, qweight, wscale, inputs, "
                    "outputs, smooth, lowrank (tensor names would not read back)");
+  detail::check_wscale_range(p.wscale, errc::invalid_argument, "add_linear: wscale");
   std::vector<std::string> names;
   names.push_back(prefix + ".qweight");
   names.push_back(prefix + ".wscale");
@@ -64,8 +82,11 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
 /// may be F32, F16, BF16 or F64 (converted to float); P.qweight must be I8.
 /// weight_bits, activation_bits: from the file's __metadata__ (wbits, abits).
 /// Throws errc::format_error naming the tensor (missing, wrong rank or shape, no smoothing of
-/// the reference modality, a correction of the reference modality, L without R), and what
-/// quantized_linear_params::validate() reports, prefixed with the file and the layer prefix.
+/// the reference modality, a correction of the reference modality, L without R, a wscale
+/// element outside [1e-5, 1e4], the weight quantizer's clamp of Δ: no calibrated layer has one),
+/// and what quantized_linear_params::validate() reports, prefixed with the file and the layer
+/// prefix. (No bound on L and R follows from the file alone; quantized_linear::forward refuses
+/// outputs that overflow float.)
 inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
                                            const std::string& reference, int weight_bits,
                                            int activation_bits) {
@@ -157,6 +178,8 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
   }
   // Name the file and layer: validate() knows neither.
   detail::with_context(detail::cat(src, ": layer '", prefix, "'"), [&] { p.validate(); });
+  detail::check_wscale_range(p.wscale, errc::format_error,
+                             detail::cat(src, ": tensor '", ws.name, "'"));
   return p;
 }
 
