@@ -690,6 +690,52 @@ BOOST_AUTO_TEST_CASE(every_legal_layer_name_is_recognised) {
                  {"--reference", "weight"}, dir);
 }
 
+// inspect lists every tensor and layer even past activations it cannot use (an I64 tensor used
+// to end the listing), exits 1 with one line on stderr naming the first (NaN activations used
+// to give exit 1 and an empty stderr), and escapes control characters in names and metadata
+// (a name could clear the terminal).
+BOOST_AUTO_TEST_CASE(inspect_lists_everything_and_names_what_it_refuses) {
+  temp_dir dir;
+  const std::string path = dir.file("x.safetensors");
+  auto with_nan = testing::random_normal(4, 3, 1.0f, 3);
+  with_nan(1, 2) = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<std::int64_t> ids(6, 7);
+  auto write = [&](bool with_i64) {
+    safetensors_writer w;
+    if (with_i64) w.add_raw("p.inputs.audio", dtype::i64, tensor_shape{2, 3}, ids.data(), 48);
+    w.add("p.inputs.text", with_nan.cview());
+    w.add("q.inputs.text", testing::random_normal(4, 3, 1.0f, 4).cview());
+    w.add("evil\x1b[2J\rname.weight", testing::random_normal(2, 3, 1.0f, 5).cview());
+    w.set_metadata("note\x07", "line\nbreak\x1b[31m");
+    w.write(path);
+  };
+  write(false);
+  auto r = run("inspect " + path);
+  BOOST_TEST(r.code == 1);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  BOOST_TEST(
+      r.err.find("masquant: error: " + path + ": tensor 'p.inputs.text'") != std::string::npos,
+      r.err);
+  BOOST_TEST(r.err.find("token 1, channel 2") != std::string::npos, r.err);
+  write(true);
+  r = run("inspect " + path);
+  BOOST_TEST(r.code == 1);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  BOOST_TEST(r.err.find("'p.inputs.audio' is I64") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("and 1 more activation tensor that cannot be used") != std::string::npos,
+             r.err);
+  // Listed past both: q's statistics row is there.
+  BOOST_TEST(r.out.find("  q (activations)\n") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("NOT FLOAT") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("NON-FINITE") != std::string::npos, r.out);
+  // Escaped, never raw.
+  for (const char c : {'\x1b', '\x07', '\r'})
+    BOOST_TEST(r.out.find(c) == std::string::npos, "raw control byte " << int(c) << " in:\n"
+                                                                       << r.out);
+  BOOST_TEST(r.out.find("evil\\x1b[2J\\x0dname.weight") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("note\\x07 = line\\x0abreak\\x1b[31m") != std::string::npos, r.out);
+}
+
 // Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.
 BOOST_AUTO_TEST_CASE(usage_errors_come_first) {
   temp_dir work;
