@@ -4,6 +4,7 @@
 
 #include <masquant/calibrate/calibrate.hpp>
 #include <masquant/calibrate/config.hpp>
+#include <masquant/calibrate/memory_estimate.hpp>
 #include <masquant/calibrate/report.hpp>
 #include <masquant/calibrate/result.hpp>
 #include <masquant/config.hpp>

@@ -59,14 +59,16 @@ struct run_result {
   std::string out, err;
 };
 
-/// Runs `masquant <args>` (after `env`, environment assignments for it), killed after `seconds`
-/// when > 0 (coreutils timeout); its stdout and stderr go to a directory of their own, so that
-/// the directories the commands write to hold only what the commands leave there.
-run_result run_limited(int seconds, const std::string& args, const std::string& env = "") {
+/// Runs `masquant <args>` (after `env`, environment assignments for it; after `shell`, shell
+/// commands such as `ulimit -v N;`), killed after `seconds` when > 0 (coreutils timeout); its
+/// stdout and stderr go to a directory of their own, so that the directories the commands write
+/// to hold only what the commands leave there.
+run_result run_limited(int seconds, const std::string& args, const std::string& env = "",
+                       const std::string& shell = "") {
   static temp_dir logs;
   const std::string limit = seconds > 0 ? "timeout -s KILL " + std::to_string(seconds) + " " : "";
-  const std::string cmd = "env " + env + " " + limit + "'" + tool() + "' " + args + " > '" +
-                          logs.file("out") + "' 2> '" + logs.file("err") + "'";
+  const std::string cmd = shell + " env " + env + " " + limit + "'" + tool() + "' " + args +
+                          " > '" + logs.file("out") + "' 2> '" + logs.file("err") + "'";
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(logs.file("out")),
           slurp(logs.file("err"))};
@@ -734,6 +736,82 @@ BOOST_AUTO_TEST_CASE(inspect_lists_everything_and_names_what_it_refuses) {
                                                                        << r.out);
   BOOST_TEST(r.out.find("evil\\x1b[2J\\x0dname.weight") != std::string::npos, r.out);
   BOOST_TEST(r.out.find("note\\x07 = line\\x0abreak\\x1b[31m") != std::string::npos, r.out);
+}
+
+// Every layer's tensors are checked (shapes, NaN/Inf) before the first layer is calibrated: a
+// NaN in the last layer used to be found only after every earlier layer was calibrated.
+BOOST_AUTO_TEST_CASE(every_layer_is_checked_before_the_first_is_calibrated) {
+  temp_dir dir, work;
+  auto bad = random_layer(8, 6, 24, 7);
+  bad.inputs["vision"](23, 7) = std::numeric_limits<float>::quiet_NaN();
+  auto wrong = random_layer(8, 6, 24, 8);
+  wrong.inputs["audio"] = testing::random_normal(5, 9, 1.0f, 9);  // d_in 9, not 8
+  const std::string in = dir.file("in.safetensors"), in2 = dir.file("in2.safetensors");
+  write_layers(in,
+               {{"a", random_layer(8, 6, 24, 3)}, {"b", random_layer(8, 6, 24, 4)}, {"z", bad}});
+  write_layers(in2, {{"a", random_layer(8, 6, 24, 3)}, {"z", wrong}});
+  for (const auto& [file, part] : std::vector<std::pair<std::string, std::string>>{
+           {in, "'z.inputs.vision'"}, {in2, "'z.inputs.audio' is [5, 9]"}}) {
+    const auto r = run("calibrate " + file + " -o " + work.file("m.safetensors"));
+    BOOST_TEST(r.code == 1);
+    BOOST_TEST(r.err.find(part) != std::string::npos, r.err);
+    BOOST_TEST(r.out.empty(), "layers were calibrated first:\n" << r.out);
+  }
+  BOOST_TEST(work.entries().empty());
+}
+
+// Under a memory limit (here `ulimit -v`, the address space): calibrate estimates every layer's
+// peak before calibrating the first and refuses one the limit cannot hold, naming the layer,
+// the size, its largest phase and the limit; forward names the allocation that failed, its
+// size and the layer, instead of printing only std::bad_alloc.
+BOOST_AUTO_TEST_CASE(memory_limits_are_named) {
+  temp_dir dir, work;
+  const std::string in = dir.file("wide.safetensors"), out = work.file("m.safetensors");
+  {
+    // A 4096 x 4096 layer: calibrate() holds about 0.6 GiB at its peak (the compensation).
+    safetensors_writer w;
+    w.add("p.weight", testing::random_normal(4096, 4096, 0.05f, 1).cview());
+    w.add("p.inputs.text", testing::random_normal(64, 4096, 1.0f, 2).cview());
+    w.add("p.inputs.vision", testing::random_normal(64, 4096, 3.0f, 3).cview());
+    w.write(in);
+  }
+  const std::string limit = "ulimit -v 450000;";  // 440 MiB of address space in all
+  auto r = run_limited(60, "calibrate " + in + " -o " + out + " --threads 1", "", limit);
+  BOOST_TEST(r.code == 1, r.err);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  for (const char* part : {"wide.safetensors: layer 'p' needs about", "compensation phase",
+                           "ulimit -v 439.5 MiB", "in use"})
+    BOOST_TEST(r.err.find(part) != std::string::npos, part << " missing in: " << r.err);
+  BOOST_TEST(work.entries().empty());
+
+  // forward: 400000 tokens through a 1 -> 256 layer need 390.6 MiB of outputs, held twice.
+  quantized_linear_params p;
+  p.d_in = 1;
+  p.d_out = 256;
+  p.qweight.assign(256, 1);
+  p.wscale.assign(256, 0.5f);
+  p.smooth = {{1.0f}};
+  p.modality_names = {"text"};
+  safetensors_writer mw;
+  add_linear(mw, "h", p);
+  for (const auto& [k, v] : std::map<std::string, std::string>{
+           {"format", "masquant"}, {"wbits", "8"}, {"abits", "8"}, {"reference", "text"}})
+    mw.set_metadata(k, v);
+  const std::string model = dir.file("h.safetensors"), x = dir.file("x.safetensors");
+  mw.write(model);
+  safetensors_writer xw;
+  xw.add("h.inputs.text", matrix<float>(400000, 1, 0.5f).cview());
+  xw.write(x);
+  r = run_limited(60, "forward " + model + " " + x + " -o " + out + " --threads 1", "", limit);
+  BOOST_TEST(r.code == 1, r.err);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  for (const char* part :
+       {"tensor 'h.inputs.text' through layer 'h'",
+        "out of memory for its 400000 x 256 outputs (390.6 MiB", "ulimit -v 439.5 MiB"})
+    BOOST_TEST(r.err.find(part) != std::string::npos, part << " missing in: " << r.err);
+  BOOST_TEST(work.entries().empty());
+  // Without the limit both run.
+  expect_success("forward " + model + " " + x + " -o " + out + " --threads 1");
 }
 
 // Flags are checked before any file is read: a bad flag is exit 2 even when the files are bad.

@@ -8,6 +8,7 @@
 #include <masquant/error.hpp>
 #include <masquant/io/temporary_files.hpp>
 #include <masquant/version.hpp>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,9 @@ int main(int argc, char** argv) {
     return exit_usage;
   } catch (const masquant::error& e) {
     std::fprintf(stderr, "masquant: error: %s\n", e.what());
+    return exit_failure;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "masquant: error: out of memory (std::bad_alloc)\n");
     return exit_failure;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "masquant: error: %s\n", e.what());
