@@ -8,6 +8,7 @@
 #include <masquant/calibrate/evaluate.hpp>
 #include <masquant/calibrate/factors.hpp>
 #include <masquant/calibrate/problem.hpp>
+#include <masquant/calibrate/memory_estimate.hpp>
 #include <masquant/calibrate/report.hpp>
 #include <masquant/calibrate/result.hpp>
 #include <masquant/calibrate/shared_weight.hpp>

@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -13,6 +14,7 @@
 #include <masquant/io/linear_file.hpp>
 #include <masquant/io/safetensors.hpp>
 #include <masquant/layer/quantized_linear.hpp>
+#include <masquant/parallel.hpp>
 #include <string>
 #include <vector>
 
@@ -483,6 +485,84 @@ BOOST_AUTO_TEST_CASE(load_linear_refuses_files_that_lie) {
   };
   expect_load_error(extra("p.lowrank.text.L"), errc::format_error, {"corrects the reference"});
   expect_load_error(extra("p.lowrank.speech.L"), errc::format_error, {"p.lowrank.speech.L"});
+}
+
+// Finite inputs and finite parameters that overflow float all the same — a wscale of 3e38, L
+// or R of 3e38, activations of 1e36 — never give Inf: forward raises errc::overflow naming the
+// output, the modality and the term (it used to return Inf), on every path (int8 GEMM, A16,
+// float32 and bf16 low-rank storage, any thread count). And a layer file whose wscale lies
+// outside the weight quantizer's range is refused when loaded, naming the tensor.
+BOOST_AUTO_TEST_CASE(forward_never_returns_inf) {
+  const toy t(8, 6, 24);
+  const auto good = t.run(small_config(smoothing_method::mas)).params;
+  BOOST_TEST_REQUIRE(good.has_lowrank(1));
+  const auto x = testing::random_normal(5, 8, 1.0f, 21);
+  auto expect_overflow = [&](quantized_linear_params p, const matrix<float>& in, modality_id id,
+                             std::initializer_list<std::string> parts,
+                             std::initializer_list<int> activation_bits = {8, 16}) {
+    for (int abits : activation_bits) {
+      for (auto storage : {lowrank_storage::bfloat16, lowrank_storage::float32}) {
+        p.activation_bits = abits;
+        linear_options lo;
+        lo.storage = storage;
+        const quantized_linear layer(p, lo);
+        thread_pool pool(2);
+        for (bool threads : {false, true}) {
+          forward_options fo;
+          if (threads) fo.parallel = pool.as_function();
+          std::vector<float> y(static_cast<std::size_t>(in.rows * p.d_out));
+          const std::vector<modality_id> ids(static_cast<std::size_t>(in.rows), id);
+          expect_error(
+              [&] {
+                layer.forward(in.cview(), ids, matrix_view<float>(y.data(), in.rows, p.d_out), fo);
+              },
+              errc::overflow, parts);
+        }
+      }
+    }
+  };
+  auto huge_scale = good;
+  huge_scale.wscale[3] = 3e38f;
+  huge_scale.validate();  // finite and positive: a parameter set an engine may build
+  expect_overflow(huge_scale, x, 0,
+                  {"quantized_linear::forward", "column 3", "'text'", "wscale[3]"});
+  auto huge_l = good;
+  huge_l.lowrank[1].L.setConstant(3e38f);
+  expect_overflow(huge_l, x, 1, {"column 0", "'vision'", "lowrank[1].L"});
+  auto huge_r = good;
+  huge_r.lowrank[1].R.setConstant(3e38f);
+  auto large_x = x;  // (x ⊘ s)·L well above 1, so that ·R overflows
+  for (float& v : large_x.data) v *= 1000.0f;
+  expect_overflow(huge_r, large_x, 1, {"'vision'", "lowrank[1].L and .R"});
+  // Healthy parameters (every level 127, unit scales) and activations of 1e37: without
+  // activation quantization (A16) the product of 8 inputs overflows. Rows 1 and 3 do; row 1 is
+  // named. (Quantized activations cannot overflow there: Δ is clamped to 1e4.)
+  auto plain = good;
+  std::fill(plain.qweight.begin(), plain.qweight.end(), std::int8_t{127});
+  std::fill(plain.wscale.begin(), plain.wscale.end(), 1.0f);
+  auto huge_x = x;
+  for (index_t r : {1, 3})
+    for (index_t i = 0; i < 8; ++i) huge_x(r, i) = 1e37f * plain.smooth[0][std::size_t(i)];
+  expect_overflow(plain, huge_x, 0,
+                  {"row 1, column 0", "'text'", "product with the quantized weight"}, {16});
+  // The same parameters through a file: the scale is refused when loaded.
+  for (float bad : {3e38f, 2e4f, 1e-6f}) {
+    auto q = good;
+    q.wscale[2] = bad;
+    safetensors_writer w;
+    expect_error([&] { add_linear(w, "p", q); }, errc::invalid_argument,
+                 {"add_linear: wscale element 2", "outside [1e-05, 10000]"});
+    q.wscale[2] = 1.0f;
+    add_linear(w, "p", q);
+    auto img = w.serialize();
+    // Patch the stored float in place (the writer refuses it): find 1.0f at wscale[2].
+    const auto f0 = safetensors_file::from_memory(img.data(), img.size(), "bad.safetensors");
+    const auto at = static_cast<std::size_t>(f0.info("p.wscale").file_offset + 2 * sizeof(float));
+    std::memcpy(img.data() + at, &bad, sizeof bad);
+    const auto f = safetensors_file::from_memory(img.data(), img.size(), "bad.safetensors");
+    expect_error([&] { load_linear(f, "p", "text", 8, 8); }, errc::format_error,
+                 {"bad.safetensors: tensor 'p.wscale' element 2", "outside [1e-05, 10000]"});
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

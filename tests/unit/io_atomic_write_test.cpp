@@ -1,11 +1,17 @@
 // Tests of safetensors_writer::write() atomicity (io/detail/atomic_file.hpp): a failed write
-// leaves no output and no temporary, and an existing file is replaced only on success.
+// leaves no output and no temporary, an existing file is replaced only on success, and only a
+// regular file is replaced; remove_temporary_files() (io/temporary_files.hpp) clears the
+// temporaries of an interrupted program.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <csignal>
+#include <filesystem>
 #include <masquant/io/safetensors.hpp>
+#include <masquant/io/temporary_files.hpp>
 #include <string>
 #include <support/io_testing.hpp>
 #include <support/testing.hpp>
@@ -125,15 +131,91 @@ BOOST_AUTO_TEST_CASE(failure_mid_write_keeps_the_old_file_and_no_temporary) {
   BOOST_TEST(masquant::testing::read_bytes(path) == out.serialize());
 }
 
-BOOST_AUTO_TEST_CASE(failure_at_rename_leaves_no_temporary) {
+BOOST_AUTO_TEST_CASE(failure_at_commit_leaves_no_temporary) {
   temp_dir dir;
   const std::string target = dir.file("occupied");
-  std::filesystem::create_directory(target);
-  masquant::testing::write_bytes(target + "/keep", bytes{1});  // a non-empty directory
-  check_error([&] { big_writer(2).write(target); }, errc::io_error,
-              {target, "cannot rename the temporary into place"});
+  {
+    // The target is free when the write starts, and a non-empty directory when it is committed.
+    masquant::detail::atomic_file out(target);
+    out.write("abc", 3);
+    BOOST_TEST(dir.entries().size() == 1u);  // the temporary
+    std::filesystem::create_directory(target);
+    masquant::testing::write_bytes(target + "/keep", bytes{1});
+    check_error([&] { out.commit(); }, errc::io_error, {target, "it is a directory"});
+  }
   BOOST_TEST(dir.entries() == std::vector<std::string>{"occupied"});
   BOOST_TEST(std::filesystem::is_directory(target));
+}
+
+// A FIFO, a device (through a symbolic link to /dev/null) or a directory at the target is
+// refused before anything is written, and stays what it was; a link to a regular file is
+// replaced by the new file, not followed.
+BOOST_AUTO_TEST_CASE(only_regular_files_are_replaced) {
+  temp_dir dir;
+  const std::string fifo = dir.file("fifo"), null = dir.file("null"), sub = dir.file("sub");
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  std::filesystem::create_symlink("/dev/null", null);
+  std::filesystem::create_directory(sub);
+  check_error([&] { big_writer(2).write(fifo); }, errc::io_error, {fifo, "it is a FIFO"});
+  check_error([&] { big_writer(2).write(null); }, errc::io_error, {null, "a character device"});
+  check_error([&] { big_writer(2).write(sub); }, errc::io_error, {sub, "it is a directory"});
+  BOOST_TEST(std::filesystem::is_fifo(fifo));
+  BOOST_TEST(std::filesystem::is_symlink(null));
+  BOOST_TEST(std::filesystem::read_symlink(null) == "/dev/null");
+  BOOST_TEST(std::filesystem::is_character_file("/dev/null"));
+  BOOST_TEST(dir.entries() == (std::vector<std::string>{"fifo", "null", "sub"}));
+
+  const std::string target = dir.file("target"), link = dir.file("link");
+  masquant::testing::write_bytes(target, bytes{7});
+  std::filesystem::create_symlink(target, link);
+  big_writer(2).write(link);
+  BOOST_TEST(!std::filesystem::is_symlink(link));
+  BOOST_TEST(masquant::testing::read_bytes(target) == bytes{7});
+}
+
+// remove_temporary_files() deletes the temporaries of the writes in progress (what a signal
+// handler calls), and nothing else.
+BOOST_AUTO_TEST_CASE(pending_temporaries_can_be_removed) {
+  temp_dir dir;
+  big_writer(2).write(dir.file("done.safetensors"));
+  {
+    masquant::detail::atomic_file a(dir.file("a")), b(dir.file("b"));
+    a.write("x", 1);
+    BOOST_TEST(dir.entries().size() == 3u);
+    remove_temporary_files();
+    BOOST_TEST(dir.entries() == std::vector<std::string>{"done.safetensors"});
+  }
+  remove_temporary_files();  // the slots were freed: nothing more to remove
+  BOOST_TEST(dir.entries() == std::vector<std::string>{"done.safetensors"});
+}
+
+// A process killed by SIGTERM while writing, with a handler that calls remove_temporary_files()
+// and re-raises (as the masquant tool installs), leaves no temporary and the old file intact.
+BOOST_AUTO_TEST_CASE(a_signal_handler_leaves_no_temporary) {
+  temp_dir dir;
+  const std::string path = dir.file("out.safetensors");
+  masquant::testing::write_bytes(path, bytes{1, 2, 3});
+  const pid_t child = ::fork();
+  BOOST_TEST_REQUIRE(child >= 0);
+  if (child == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) {
+      remove_temporary_files();
+      ::raise(sig);  // SA_RESETHAND: the default action now
+    };
+    sa.sa_flags = SA_RESETHAND;
+    ::sigaction(SIGTERM, &sa, nullptr);
+    masquant::detail::atomic_file out(path);
+    out.write("partial", 7);
+    ::raise(SIGTERM);
+    ::_exit(0);  // not reached
+  }
+  int status = 0;
+  BOOST_TEST_REQUIRE(::waitpid(child, &status, 0) == child);
+  BOOST_TEST(WIFSIGNALED(status));
+  BOOST_TEST((WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM));
+  BOOST_TEST(dir.entries() == std::vector<std::string>{"out.safetensors"});
+  BOOST_TEST((masquant::testing::read_bytes(path) == bytes{1, 2, 3}));
 }
 
 BOOST_AUTO_TEST_CASE(invalid_tensors_fail_before_any_file_is_touched) {

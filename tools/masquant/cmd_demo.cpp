@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <masquant/calibrate/calibrate.hpp>
+#include <masquant/io/detail/atomic_file.hpp>
 #include <masquant/version.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,10 +14,12 @@
 #include "cli_common.hpp"
 #include "command_specs.hpp"
 #include "commands.hpp"
+#include "file_args.hpp"
 #include "progress.hpp"
 #include "report_format.hpp"
 #include "svg.hpp"
 #include "synthetic.hpp"
+#include "threads.hpp"
 
 namespace masquant::cli {
 
@@ -44,7 +47,9 @@ int run_demo(const std::vector<std::string>& words) {
       args.get_int("seed", static_cast<long long>(defaults.seed), 0, 1LL << 62));
   const std::string svg_path = args.get("svg", demo_defaults::svg);
   const std::string report_path = args.get("report");
-  thread_pool pool(static_cast<int>(args.get_int("threads", default_threads, 0, 4096)));
+  (void)args.get_int("threads", 0, 0, 4096);  // a usage error before the files are checked
+  check_file_args({{"--svg", svg_path, true}, {"--report", report_path, true}});
+  thread_pool pool(thread_count(args));
 
   const auto start = std::chrono::steady_clock::now();
   std::printf(
@@ -120,16 +125,21 @@ int run_demo(const std::vector<std::string>& words) {
   if (figure_run.report.rank > 0)
     spectra.markers.push_back({double(figure_run.report.rank - 1),
                                "rank " + std::to_string(figure_run.report.rank), "#555"});
-  {
-    std::ofstream out(svg_path, std::ios::trunc);
-    out << render_svg({absmax, spectra}, "masquant demo: why one smoothing factor is not enough");
-    if (!out) raise(errc::io_error, detail::cat("cannot write the figure '", svg_path, "'"));
-  }
+  // Both files atomically, the report (when asked for) only once the figure is in place.
+  std::optional<detail::atomic_file> report_file;
   if (!report_path.empty()) {
-    std::ofstream out(report_path, std::ios::trunc);
-    out << nlohmann::json{{"demo", report_all}}.dump(2) << "\n";
-    if (!out) raise(errc::io_error, detail::cat("cannot write the report '", report_path, "'"));
+    const std::string text = nlohmann::json{{"demo", report_all}}.dump(2) + "\n";
+    report_file.emplace(report_path);
+    report_file->write(text.data(), text.size());
   }
+  {
+    const std::string svg =
+        render_svg({absmax, spectra}, "masquant demo: why one smoothing factor is not enough");
+    detail::atomic_file figure(svg_path);
+    figure.write(svg.data(), svg.size());
+    figure.commit();
+  }
+  if (report_file) report_file->commit();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("\nfigure: %s%s%s\ntotal: %.1f s\n", svg_path.c_str(),

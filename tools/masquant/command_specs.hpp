@@ -148,7 +148,8 @@ inline const command_spec inspect_spec{
     "the\n"
     "largest ones, the median channel absmax, mean and RMS. Exits with 1 when an activation "
     "tensor\n"
-    "holds NaN or Inf (after printing everything).",
+    "holds NaN or Inf or is not a float dtype (after printing everything; one line on\n"
+    "stderr names it).",
     {"FILE"},
     {}};
 

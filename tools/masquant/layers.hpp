@@ -5,6 +5,7 @@
 
 #include <map>
 #include <masquant/io/safetensors.hpp>
+#include <masquant/io/tensor_names.hpp>
 #include <string>
 #include <vector>
 
@@ -20,61 +21,45 @@ struct layer_entry {
   std::map<std::string, std::pair<std::string, std::string>> lowrank;  ///< modality -> (L, R)
 };
 
-namespace internal {
-
-/// Splits `name` into (P, rest) at the last occurrence of `marker` (".inputs."); false if absent.
-inline bool split_last(const std::string& name, const std::string& marker, std::string& prefix,
-                       std::string& rest) {
-  const auto at = name.rfind(marker);
-  if (at == std::string::npos || at == 0) return false;
-  prefix = name.substr(0, at);
-  rest = name.substr(at + marker.size());
-  return !rest.empty();
-}
-
-inline bool ends_with(const std::string& s, const std::string& suffix, std::string& prefix) {
-  if (s.size() <= suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0)
-    return false;
-  prefix = s.substr(0, s.size() - suffix.size());
-  return true;
-}
-
-}  // namespace internal
-
-/// Groups a file's tensors by layer prefix, in name order. Names that follow no contract pattern
-/// are ignored (a file may carry other tensors). Modality names may not contain '.'.
+/// Groups a file's tensors by layer prefix, in name order, by the grammar of tensor names
+/// (parse_layer_tensor_name: every name parses one way, e.g. "m.smooth.weight" is the weight of
+/// layer "m.smooth"). Names that follow no rule are ignored (a file may carry other tensors).
 inline std::map<std::string, layer_entry> find_layers(const safetensors_file& file) {
   std::map<std::string, layer_entry> layers;
-  auto at = [&](const std::string& p) -> layer_entry& {
-    auto& e = layers[p];
-    e.prefix = p;
-    return e;
-  };
   for (const auto& t : file.tensors()) {
-    const std::string& n = t.name;
-    std::string p, rest;
-    if (internal::split_last(n, ".inputs.", p, rest) && rest.find('.') == std::string::npos) {
-      at(p).inputs[rest] = n;
-    } else if (internal::split_last(n, ".outputs.", p, rest) &&
-               rest.find('.') == std::string::npos) {
-      at(p).outputs[rest] = n;
-    } else if (internal::split_last(n, ".smooth.", p, rest) &&
-               rest.find('.') == std::string::npos) {
-      at(p).smooth[rest] = n;
-    } else if (internal::split_last(n, ".lowrank.", p, rest)) {
-      std::string m;
-      if (internal::ends_with(rest, ".L", m) && m.find('.') == std::string::npos)
-        at(p).lowrank[m].first = n;
-      else if (internal::ends_with(rest, ".R", m) && m.find('.') == std::string::npos)
-        at(p).lowrank[m].second = n;
-    } else if (internal::ends_with(n, ".qweight", p)) {
-      at(p).qweight = n;
-    } else if (internal::ends_with(n, ".wscale", p)) {
-      at(p).wscale = n;
-    } else if (internal::ends_with(n, ".weight", p)) {
-      at(p).weight = n;
-    } else if (internal::ends_with(n, ".bias", p)) {
-      at(p).bias = n;
+    auto parsed = parse_layer_tensor_name(t.name);
+    if (!parsed) continue;
+    auto& e = layers[parsed->prefix];
+    e.prefix = parsed->prefix;
+    const std::string& m = parsed->modality;
+    switch (parsed->kind) {
+      case layer_tensor::weight:
+        e.weight = t.name;
+        break;
+      case layer_tensor::bias:
+        e.bias = t.name;
+        break;
+      case layer_tensor::qweight:
+        e.qweight = t.name;
+        break;
+      case layer_tensor::wscale:
+        e.wscale = t.name;
+        break;
+      case layer_tensor::inputs:
+        e.inputs[m] = t.name;
+        break;
+      case layer_tensor::outputs:
+        e.outputs[m] = t.name;
+        break;
+      case layer_tensor::smooth:
+        e.smooth[m] = t.name;
+        break;
+      case layer_tensor::lowrank_L:
+        e.lowrank[m].first = t.name;
+        break;
+      case layer_tensor::lowrank_R:
+        e.lowrank[m].second = t.name;
+        break;
     }
   }
   // A bias alone (say, of a LayerNorm the file also carries) is not a layer.

@@ -1,9 +1,14 @@
 // main.cpp: the masquant command-line tool: dispatches to a command and maps failures to exit
 // codes.
+#include <signal.h>
+
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <masquant/error.hpp>
+#include <masquant/io/temporary_files.hpp>
 #include <masquant/version.hpp>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -26,10 +31,30 @@ const char* const usage_text =
     "'masquant <command> --help' describes a command. Exit codes: 0 success, 1 failure\n"
     "(bad input data, I/O, numerics), 2 bad command line.\n";
 
+// SIGINT, SIGTERM, SIGHUP: remove the temporaries of the writes in progress (async-signal-safe),
+// then end the process with the signal's default action (SA_RESETHAND restored it).
+extern "C" void remove_temporaries_and_die(int sig) {
+  masquant::remove_temporary_files();
+  ::raise(sig);
+}
+
+void install_signal_cleanup() {
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;  // nohup
+    struct sigaction sa {};
+    sa.sa_handler = remove_temporaries_and_die;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace masquant::cli;
+  install_signal_cleanup();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::fputs("masquant: missing command (see 'masquant --help')\n", stderr);
@@ -57,6 +82,9 @@ int main(int argc, char** argv) {
     return exit_usage;
   } catch (const masquant::error& e) {
     std::fprintf(stderr, "masquant: error: %s\n", e.what());
+    return exit_failure;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "masquant: error: out of memory (std::bad_alloc)\n");
     return exit_failure;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "masquant: error: %s\n", e.what());

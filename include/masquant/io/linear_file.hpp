@@ -6,11 +6,28 @@
 #include <masquant/error.hpp>
 #include <masquant/io/safetensors_file.hpp>
 #include <masquant/io/safetensors_writer.hpp>
+#include <masquant/io/tensor_names.hpp>
 #include <masquant/layer/linear_params.hpp>
+#include <masquant/quant/detail/common.hpp>
 #include <string>
 #include <vector>
 
 namespace masquant {
+
+namespace detail {
+
+/// P.wscale holds what calibrate() writes, the weight quantizer's Δ = clamp(absmax / qmax, 1e-5,
+/// 1e4): a scale outside is no calibrated layer (3e38 made `forward` write Inf). Throws `code`
+/// naming `what` (the tensor, or the field) and the element.
+inline void check_wscale_range(const std::vector<float>& wscale, errc code,
+                               const std::string& what) {
+  for (std::size_t i = 0; i < wscale.size(); ++i)
+    MASQUANT_CHECK(wscale[i] >= quant_min_scale && wscale[i] <= quant_max_scale, code, what,
+                   " element ", i, " = ", wscale[i], " is outside [", quant_min_scale, ", ",
+                   quant_max_scale, "], the range of the weight quantizer's scales");
+}
+
+}  // namespace detail
 
 /// Adds a calibrated layer's tensors under `prefix` (docs/file-format.md, "masquant's file
 /// contract"): P.qweight I8 [d_out, d_in] (4-bit levels stored one per byte), P.wscale F32 [d_out],
@@ -19,10 +36,20 @@ namespace masquant {
 /// present. Modality names are params.modality_names (or "0", "1", ...). The bit widths belong
 /// in the file's __metadata__ (wbits, abits, as `masquant calibrate` writes). Validates first:
 /// throws as quantized_linear_params::validate(), or errc::invalid_argument for a name the
-/// writer already holds, with nothing added.
+/// writer already holds, an empty prefix, a modality name that is not is_modality_name(), or a
+/// wscale outside [1e-5, 1e4] (the range of calibrate()'s scales, which load_linear() holds
+/// files to), with nothing added.
 inline void add_linear(safetensors_writer& out, const std::string& prefix,
                        const quantized_linear_params& p) {
   p.validate();
+  // Names the grammar of tensor names reads back as this layer's (tensor_names.hpp).
+  MASQUANT_CHECK(!prefix.empty(), errc::invalid_argument, "add_linear: empty layer prefix");
+  for (index_t m = 0; m < p.modalities(); ++m)
+    MASQUANT_CHECK(is_modality_name(p.modality_name(m)), errc::invalid_argument,
+                   "add_linear: modality name '", p.modality_name(m),
+                   "' is empty, holds '.' or is one of weight, bias, qweight, wscale, inputs, "
+                   "outputs, smooth, lowrank (tensor names would not read back)");
+  detail::check_wscale_range(p.wscale, errc::invalid_argument, "add_linear: wscale");
   std::vector<std::string> names;
   names.push_back(prefix + ".qweight");
   names.push_back(prefix + ".wscale");
@@ -55,8 +82,11 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
 /// may be F32, F16, BF16 or F64 (converted to float); P.qweight must be I8.
 /// weight_bits, activation_bits: from the file's __metadata__ (wbits, abits).
 /// Throws errc::format_error naming the tensor (missing, wrong rank or shape, no smoothing of
-/// the reference modality, a correction of the reference modality, L without R), and what
-/// quantized_linear_params::validate() reports, prefixed with the file and the layer prefix.
+/// the reference modality, a correction of the reference modality, L without R, a wscale
+/// element outside [1e-5, 1e4], the weight quantizer's clamp of Δ: no calibrated layer has one),
+/// and what quantized_linear_params::validate() reports, prefixed with the file and the layer
+/// prefix. (No bound on L and R follows from the file alone; quantized_linear::forward refuses
+/// outputs that overflow float.)
 inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
                                            const std::string& reference, int weight_bits,
                                            int activation_bits) {
@@ -95,15 +125,16 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
     p.bias = file.load_f32(b->name).values();
   }
 
-  // Modalities: every P.smooth.<m>, reference first.
+  // Modalities: every P.smooth.<m>, reference first. (By the grammar of tensor names,
+  // P.smooth.weight is the weight of a layer "P.smooth", and P.smooth.x.weight of "P.smooth.x".)
   const std::string smooth_prefix = prefix + ".smooth.";
   std::vector<std::string> names;
-  for (const auto& t : file.tensors())
-    if (t.name.compare(0, smooth_prefix.size(), smooth_prefix) == 0 &&
-        t.name.size() > smooth_prefix.size() &&
-        t.name.find('.', smooth_prefix.size()) == std::string::npos)
-      names.push_back(t.name.substr(smooth_prefix.size()));
-  std::sort(names.begin(), names.end());
+  for (const tensor_info* t : file.children(smooth_prefix).tensors)  // in name order
+    if (is_modality_name(std::string_view(t->name).substr(smooth_prefix.size())))
+      names.push_back(t->name.substr(smooth_prefix.size()));
+  // Bounded before anything is loaded (and before the searches below, linear in it).
+  MASQUANT_CHECK(names.size() <= 256, errc::format_error, src, ": layer '", prefix, "' has ",
+                 names.size(), " modalities (tensors ", smooth_prefix, "<m>), at most 256");
   const auto ref = std::find(names.begin(), names.end(), reference);
   MASQUANT_CHECK(ref != names.end(), errc::format_error, src, ": missing tensor '", smooth_prefix,
                  reference, "' (the reference modality's smoothing)");
@@ -117,17 +148,16 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
 
   p.lowrank.resize(names.size());
   const std::string lowrank_prefix = prefix + ".lowrank.";
-  for (const auto& t : file.tensors()) {
-    if (t.name.compare(0, lowrank_prefix.size(), lowrank_prefix) != 0) continue;
-    const std::string rest = t.name.substr(lowrank_prefix.size());
-    const auto dot = rest.rfind('.');
-    const std::string m = dot == std::string::npos ? rest : rest.substr(0, dot);
+  // Every P.lowrank.<m>.L or .R must belong to a modality with P.smooth.<m> other than the
+  // reference. (Other names under P.lowrank. belong to other layers, or to none.)
+  for (const std::string& m : file.children(lowrank_prefix).groups) {
+    const tensor_info* t = file.find(lowrank_prefix + m + ".L");
+    if (t == nullptr) t = file.find(lowrank_prefix + m + ".R");
+    if (t == nullptr || !is_modality_name(m)) continue;
     const auto it = std::find(names.begin(), names.end(), m);
-    MASQUANT_CHECK(dot != std::string::npos && it != names.end() &&
-                       (rest.substr(dot) == ".L" || rest.substr(dot) == ".R"),
-                   errc::format_error, src, ": tensor '", t.name,
+    MASQUANT_CHECK(it != names.end(), errc::format_error, src, ": tensor '", t->name,
                    "' is not P.lowrank.<m>.L or .R of a modality with P.smooth.<m>");
-    MASQUANT_CHECK(it != names.begin(), errc::format_error, src, ": tensor '", t.name,
+    MASQUANT_CHECK(it != names.begin(), errc::format_error, src, ": tensor '", t->name,
                    "' corrects the reference modality '", reference, "', which has no correction");
   }
   for (std::size_t m = 1; m < names.size(); ++m) {
@@ -148,6 +178,8 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
   }
   // Name the file and layer: validate() knows neither.
   detail::with_context(detail::cat(src, ": layer '", prefix, "'"), [&] { p.validate(); });
+  detail::check_wscale_range(p.wscale, errc::format_error,
+                             detail::cat(src, ": tensor '", ws.name, "'"));
   return p;
 }
 

@@ -76,9 +76,20 @@ class safetensors_file {
 
   bool has(std::string_view name) const noexcept { return find(name) != nullptr; }
   /// The named tensor's entry, or null.
-  const tensor_info* find(std::string_view name) const noexcept {
-    const auto it = header_.index.find(name);
-    return it == header_.index.end() ? nullptr : &header_.tensors[it->second];
+  const tensor_info* find(std::string_view name) const noexcept { return header_.find(name); }
+  /// One level of the dot-separated name space below `prefix` (which ends in '.'), in name
+  /// order: the tensors named prefix + c with no '.' in c, and the distinct c of the names
+  /// prefix + c + "." + ... (O((tensors + groups) log n), however many names a group holds).
+  /// E.g. children("m.smooth.") of m.smooth.text, m.smooth.vision and m.smooth.x.weight gives
+  /// the first two, and the group "x".
+  struct name_children {
+    std::vector<const tensor_info*> tensors;
+    std::vector<std::string> groups;
+  };
+  name_children children(std::string_view prefix) const {
+    name_children out;
+    header_.children(prefix, out.tensors, out.groups);
+    return out;
   }
   /// The named tensor's entry; throws errc::out_of_range naming the tensor and file when absent.
   const tensor_info& info(std::string_view name) const {

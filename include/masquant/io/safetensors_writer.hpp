@@ -206,21 +206,42 @@ class safetensors_writer {
     return order;
   }
 
+  // The JSON text, as nlohmann's compact dump of the ordered object would give it (built as a
+  // string: nlohmann::ordered_json looks keys up linearly, O(n²) over the tensors).
   std::string make_header(const std::vector<const entry*>& order) const {
-    nlohmann::ordered_json root = nlohmann::ordered_json::object();
+    std::string header = "{";
+    const auto add_string = [&header](const std::string& s) {
+      header += nlohmann::json(s).dump();  // quotes and escapes
+    };
     if (!metadata_.empty()) {
-      auto& meta = root["__metadata__"] = nlohmann::ordered_json::object();
-      for (const auto& kv : metadata_) meta[kv.first] = kv.second;
+      header += "\"__metadata__\":{";
+      for (const auto& [key, value] : metadata_) {
+        if (header.back() != '{') header += ',';
+        add_string(key);
+        header += ':';
+        add_string(value);
+      }
+      header += '}';
     }
     std::uint64_t offset = 0;
     for (const entry* e : order) {
-      auto& j = root[e->name] = nlohmann::ordered_json::object();
-      j["dtype"] = to_string(e->type);
-      j["shape"] = e->shape.dims();
-      j["data_offsets"] = {offset, offset + e->bytes.size()};
+      if (header.size() > 1) header += ',';
+      add_string(e->name);
+      header += ":{\"dtype\":\"";
+      header += to_string(e->type);
+      header += "\",\"shape\":[";
+      for (std::size_t i = 0; i < e->shape.dims().size(); ++i) {
+        if (i > 0) header += ',';
+        header += std::to_string(e->shape.dims()[i]);
+      }
+      header += "],\"data_offsets\":[";
+      header += std::to_string(offset);
+      header += ',';
       offset += e->bytes.size();
+      header += std::to_string(offset);
+      header += "]}";
     }
-    std::string header = root.dump();
+    header += '}';
     header.append((8 - header.size() % 8) % 8, ' ');
     return header;
   }

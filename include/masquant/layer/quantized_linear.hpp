@@ -5,9 +5,12 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <limits>
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
 #include <masquant/gemm/int8_gemm.hpp>
@@ -122,8 +125,11 @@ class quantized_linear {
   /// Throws errc::shape_mismatch naming the operands whose extents disagree, errc::out_of_range
   /// naming the first token whose id is not a modality of this layer (a modality absent from
   /// calibration), errc::non_finite naming the row with a NaN/Inf x / s, errc::not_supported for
-  /// an unavailable opt.isa. Checks happen before y is written. Allocates only when a workspace
-  /// must grow (the first calls).
+  /// an unavailable opt.isa: these checks happen before y is written. No NaN or Inf leaves: when
+  /// finite inputs and parameters overflow float all the same (a huge wscale, L or R, or huge
+  /// activations), errc::overflow names the first such output, its token's modality and the
+  /// term that overflows, and y is left unspecified. Allocates only when a workspace must grow
+  /// (the first calls).
   void forward(matrix_view<const float> x, vector_view<const modality_id> ids, matrix_view<float> y,
                const forward_options& opt = {}) const;
 
@@ -173,6 +179,10 @@ class quantized_linear {
 
   void check_call(const char* op, matrix_view<const float> x, vector_view<const modality_id> ids,
                   index_t y_rows, index_t y_cols) const;
+  void check_output(matrix_view<const float> x, vector_view<const modality_id> ids,
+                    matrix_view<const float> y, const parallel_for_fn& parallel) const;
+  [[noreturn]] void raise_overflow(matrix_view<const float> x, vector_view<const modality_id> ids,
+                                   index_t row, index_t col, float value) const;
   void route(vector_view<const modality_id> ids, linear_workspace& ws) const;
   void lowrank_branch(linear_workspace& ws, matrix_view<float> y, bool dot,
                       const parallel_for_fn& parallel) const;
@@ -353,6 +363,93 @@ inline void quantized_linear::forward(matrix_view<const float> x,
     ws.has_activations_ = true;
   }
   if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, opt.parallel);
+  check_output(x, ids, y, opt.parallel);
+}
+
+inline void quantized_linear::check_output(matrix_view<const float> x,
+                                           vector_view<const modality_id> ids,
+                                           matrix_view<const float> y,
+                                           const parallel_for_fn& parallel) const {
+  // A float is NaN or Inf when its exponent bits are all set: min over the row of
+  // (bits & exp) ^ exp is 0 exactly then (an integer reduction, which vectorises).
+  constexpr std::uint32_t exponent = 0x7f800000u;
+  const index_t rows = y.rows(), cols = y.cols();
+  std::atomic<index_t> first_bad{rows};  // the first row with one, whatever the thread count
+  run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
+    for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
+      const float* row = y.row_data(r);
+      std::uint32_t least = exponent;
+      for (index_t c = 0; c < cols; ++c) {
+        std::uint32_t bits;
+        std::memcpy(&bits, row + c, sizeof bits);
+        least = std::min(least, (bits & exponent) ^ exponent);
+      }
+      if (least != 0) continue;
+      index_t seen = first_bad.load();
+      while (r < seen && !first_bad.compare_exchange_weak(seen, r)) {
+      }
+      return;
+    }
+  });
+  const index_t r = first_bad.load();
+  if (r == rows) return;
+  const float* row = y.row_data(r);
+  for (index_t c = 0; c < cols; ++c)
+    if (!std::isfinite(row[c])) raise_overflow(x, ids, r, c, row[c]);
+}
+
+inline void quantized_linear::raise_overflow(matrix_view<const float> x,
+                                             vector_view<const modality_id> ids, index_t row,
+                                             index_t col, float value) const {
+  // Which term overflows, bounded for this output in double: the main product by
+  // Σ|q|·|x ⊘ s|·wscale (the activation quantizer keeps |Q(v)| <= |v| up to rounding), the
+  // low-rank correction by Σ|x ⊘ s|·|L| (each entry of (x ⊘ s)·L) and then Σ(...)·|R|. A float
+  // computation that overflows has a partial sum beyond float's range, so one of the bounds is.
+  constexpr double float_max = static_cast<double>(std::numeric_limits<float>::max());
+  const index_t m = ids.empty() ? 0 : ids[row], k = p_.d_in;
+  const float* xr = x.row_data(row);
+  const std::vector<float>& s = p_.smooth[static_cast<std::size_t>(m)];
+  std::vector<double> xs(static_cast<std::size_t>(k));
+  double xs_max = 0, main = 0;
+  for (index_t i = 0; i < k; ++i) {
+    const auto iu = static_cast<std::size_t>(i);
+    xs[iu] = std::abs(static_cast<double>(xr[i] / s[iu]));
+    xs_max = std::max(xs_max, xs[iu]);
+    main +=
+        std::abs(static_cast<double>(p_.qweight[static_cast<std::size_t>(col * k + i)])) * xs[iu];
+  }
+  main *= static_cast<double>(p_.wscale[static_cast<std::size_t>(col)]);
+  double t_max = 0, correction = 0;
+  if (p_.has_lowrank(m)) {
+    const lowrank_factors& f = p_.lowrank[static_cast<std::size_t>(m)];
+    for (index_t j = 0; j < f.rank(); ++j) {
+      double t = 0;
+      for (index_t i = 0; i < k; ++i)
+        t += xs[static_cast<std::size_t>(i)] * std::abs(static_cast<double>(f.L(i, j)));
+      t_max = std::max(t_max, t);
+      correction += t * std::abs(static_cast<double>(f.R(j, col)));
+    }
+  }
+  const std::string name = p_.modality_name(m);
+  std::string cause;
+  if (main > float_max) {
+    cause = detail::cat("the product with the quantized weight exceeds float's range (wscale[", col,
+                        "] = ", p_.wscale[static_cast<std::size_t>(col)], ", |x ⊘ s| up to ",
+                        xs_max, ")");
+  } else if (t_max > float_max) {
+    cause = detail::cat("(x ⊘ s)·L of modality '", name, "' exceeds float's range (lowrank[", m,
+                        "].L; |x ⊘ s| up to ", xs_max, ")");
+  } else if (correction > float_max) {
+    cause = detail::cat("the low-rank correction (x ⊘ s)·L·R of modality '", name,
+                        "' exceeds float's range (lowrank[", m, "].L and .R)");
+  } else {
+    cause =
+        detail::cat("the sum of the product (up to ", main, "), the low-rank correction (up to ",
+                    correction, ") and the bias exceeds float's range");
+  }
+  raise(errc::overflow,
+        detail::cat("quantized_linear::forward: output (row ", row, ", column ", col,
+                    ") of a token of modality '", name, "' is ", value, ": ", cause));
 }
 
 inline void quantized_linear::a16_product(linear_workspace& ws, matrix_view<float> y,

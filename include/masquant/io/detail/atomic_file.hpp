@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstring>
 #include <masquant/error.hpp>
+#include <masquant/io/detail/file_kind.hpp>
+#include <masquant/io/temporary_files.hpp>
 #include <string>
 
 namespace masquant::detail {
@@ -19,16 +21,23 @@ namespace masquant::detail {
 /// file in the same directory (so rename() is atomic), which commit() fsyncs and renames over
 /// `path`. Destroying an uncommitted atomic_file removes the temporary, so a failure (an OS error
 /// or an exception between writes) leaves neither a partial output nor a stray temporary, and
-/// an existing `path` untouched.
+/// an existing `path` untouched. The temporary is registered for remove_temporary_files() (a
+/// signal handler's cleanup) while it exists.
+///
+/// Only a regular file (or nothing) at `path` is replaced: a directory, FIFO, device or socket
+/// there, or a symbolic link to one, is an error (renaming over /dev/null would replace the
+/// device node). A symbolic link to a regular file is replaced by the new file, not followed.
 class atomic_file {
  public:
   /// Creates the temporary (mode 0666 less the umask, as open() would give `path`); throws
-  /// errc::io_error naming the path when the directory is missing or not writable.
+  /// errc::io_error naming the path when the directory is missing or not writable, or when
+  /// `path` is not a regular file.
   explicit atomic_file(std::string path) : path_(std::move(path)) {
     const auto slash = path_.rfind('/');
     const std::string dir = slash == std::string::npos ? "" : path_.substr(0, slash + 1);
     const std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
     MASQUANT_CHECK(!base.empty(), errc::io_error, path_, ": cannot write: names a directory");
+    check_replaceable();
     static std::atomic<unsigned> counter{0};
     for (int attempt = 0; fd_ < 0; ++attempt) {
       const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -38,10 +47,12 @@ class atomic_file {
         raise(errc::io_error, cat(path_, ": cannot create a temporary file in its directory: ",
                                   std::strerror(errno)));
     }
+    slot_ = register_temporary(temp_);
   }
   ~atomic_file() {
     if (fd_ >= 0) ::close(fd_);
     if (!committed_) ::unlink(temp_.c_str());
+    unregister_temporary(slot_);
   }
   atomic_file(const atomic_file&) = delete;
   atomic_file& operator=(const atomic_file&) = delete;
@@ -60,7 +71,8 @@ class atomic_file {
     }
   }
 
-  /// Flushes to disk and renames over `path`; throws errc::io_error (the temporary is removed).
+  /// Flushes to disk and renames over `path`; throws errc::io_error (the temporary is removed),
+  /// also when `path` became something other than a regular file meanwhile.
   void commit() {
     MASQUANT_CHECK(::fsync(fd_) == 0, errc::io_error, path_,
                    ": fsync failed: ", std::strerror(errno));
@@ -68,6 +80,7 @@ class atomic_file {
     fd_ = -1;
     MASQUANT_CHECK(::close(fd) == 0, errc::io_error, path_,
                    ": close failed: ", std::strerror(errno));
+    check_replaceable();
     MASQUANT_CHECK(::rename(temp_.c_str(), path_.c_str()) == 0, errc::io_error, path_,
                    ": cannot rename the temporary into place: ", std::strerror(errno));
     committed_ = true;
@@ -75,6 +88,14 @@ class atomic_file {
   }
 
  private:
+  // Refuses to replace anything but a regular file (links followed); a missing path is fine.
+  void check_replaceable() const {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      raise(errc::io_error,
+            cat(path_, ": cannot write: it is ", file_kind(st.st_mode), ", not a regular file"));
+  }
+
   // Makes the rename durable. Best effort: the output is complete and in place already, so a
   // failure here is not reported as a failed write.
   void sync_directory() const noexcept {
@@ -91,6 +112,7 @@ class atomic_file {
   int fd_ = -1;
   std::size_t written_ = 0;
   bool committed_ = false;
+  int slot_ = -1;  // in the registry of remove_temporary_files()
 };
 
 }  // namespace masquant::detail

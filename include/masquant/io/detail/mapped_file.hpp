@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstring>
 #include <masquant/error.hpp>
+#include <masquant/io/detail/file_kind.hpp>
 #include <string>
 
 namespace masquant::detail {
@@ -19,15 +20,19 @@ namespace masquant::detail {
 /// any mmap reader.
 class mapped_file {
  public:
-  /// Throws errc::io_error naming the path and the OS reason.
+  /// Throws errc::io_error naming the path and the OS reason, or what the path is when it is not
+  /// a regular file (a directory, FIFO, device, socket): such a path is refused without blocking
+  /// (opening a FIFO for reading waits for a writer) and, unless it changes in between, without
+  /// being opened at all (opening a device may act on it).
   explicit mapped_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    MASQUANT_CHECK(fd >= 0, errc::io_error, path, ": cannot open: ", std::strerror(errno));
     struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) not_regular(path, st.st_mode);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    MASQUANT_CHECK(fd >= 0, errc::io_error, path, ": cannot open: ", std::strerror(errno));
     if (::fstat(fd, &st) != 0) fail(fd, path, "cannot stat");
     if (!S_ISREG(st.st_mode)) {
       ::close(fd);
-      raise(errc::io_error, cat(path, ": not a regular file"));
+      not_regular(path, st.st_mode);
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
@@ -47,6 +52,9 @@ class mapped_file {
   std::size_t size() const noexcept { return size_; }
 
  private:
+  [[noreturn]] static void not_regular(const std::string& path, mode_t mode) {
+    raise(errc::io_error, cat(path, ": not a regular file (", file_kind(mode), ")"));
+  }
   [[noreturn]] static void fail(int fd, const std::string& path, const char* what) {
     const int err = errno;
     ::close(fd);
