@@ -9,50 +9,14 @@
 #include <string>
 
 #include "support/gemm_testing.hpp"
+#include "support/isa_testing.hpp"
 
 using namespace masquant;
 
 namespace {
 
-// The family the compiler's flags enable, from its predefined macros.
-isa_family flags_family() {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512VNNI__) && defined(__AVX2__) && defined(__FMA__)
-  return isa_family::avx512;
-#elif defined(__AVXVNNI__) && defined(__AVX2__) && defined(__FMA__)
-  return isa_family::avx_vnni;
-#elif defined(__AVX2__) && defined(__FMA__)
-  return isa_family::avx2;
-#else
-  return isa_family::portable;
-#endif
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-// What the CPU runs, from the compiler's CPU model (independent of masquant's cpuid code).
-bool cpu_runs(isa_family f) {
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  switch (f) {
-    case isa_family::portable:
-      return true;
-    case isa_family::avx2:
-      return avx2;
-    case isa_family::avx_vnni:
-      // GCC 12 and clang 14 know no "avxvnni" here: cpuid leaf 7.1, EAX bit 4.
-      {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
-        return avx2 && ((a >> 4) & 1u);
-      }
-    case isa_family::avx512:
-      return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-    default:
-      return false;
-  }
-}
-#endif
+using testing::cpu_runs;
+using testing::flags_family;
 
 // Sets an environment variable for the life of the object.
 struct scoped_env {
@@ -97,15 +61,12 @@ BOOST_AUTO_TEST_CASE(the_baseline_and_every_family_above_it_are_compiled) {
 }
 
 BOOST_AUTO_TEST_CASE(cpu_detection_agrees_with_the_compiler) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   for (isa_family f : isa_families) BOOST_TEST(cpu_has_isa(f) == cpu_runs(f), to_string(f));
   BOOST_TEST_MESSAGE("CPU: " << cpu_name() << ", best family " << best_isa());
-#else
-  BOOST_TEST(cpu_has_isa(isa_family::portable));
-#endif
 }
 
 BOOST_AUTO_TEST_CASE(the_best_available_family_is_chosen) {
+  BOOST_TEST((best_isa() == testing::expected_family(isa_dispatch_enabled())));
   const auto isas = available_isas();
   BOOST_REQUIRE(!isas.empty());
   BOOST_TEST((isas.back() == best_isa()));
