@@ -300,6 +300,7 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   const isa_family family = detail::MASQUANT_BUILD::resolve(op, opt.isa);
   linear_workspace& ws = opt.workspace != nullptr ? *opt.workspace : thread_workspace();
   ws.has_activations_ = false;
+  ws.isa_ = family;
   route(ids, ws);
   const index_t m_rows = x.rows(), k = p_.d_in;
   if (m_rows == 0) return;
@@ -360,7 +361,6 @@ inline void quantized_linear::forward(matrix_view<const float> x,
     ws.has_activations_ = true;
   }
   if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, family, opt.parallel);
-  ws.isa_ = family;
 }
 
 inline void quantized_linear::a16_product(linear_workspace& ws, matrix_view<float> y,
