@@ -189,26 +189,24 @@ inline isa_family best() {
   return f;
 }
 
+/// Throws errc::not_supported: `requested` (naming `op`) is not available, and why.
+[[noreturn]] __attribute__((noinline, cold)) inline void raise_unavailable(const char* op,
+                                                                           isa_family requested) {
+  const char* why = !compiled(requested)   ? " is not compiled into this translation unit"
+                    : !cpu_runs(requested) ? " is not supported by this CPU"
+                                           : " is above MASQUANT_MAX_ISA";
+  std::string names;
+  for (isa_family f : isa_families)
+    if (available(f)) names += (names.empty() ? "" : ", ") + std::string(to_string(f));
+  raise(errc::not_supported, cat(op, ": instruction-set family ", to_string(requested), why,
+                                 " (available: ", names, ")"));
+}
+
 /// The concrete family to run for `requested`; errc::not_supported (naming `op`) for one that
 /// is not available.
 inline isa_family resolve(const char* op, isa_family requested) {
   if (requested == isa_family::automatic) return best();
-  if (!available(requested)) {
-    const char* why = !compiled(requested)   ? " is not compiled into this translation unit"
-                      : !cpu_runs(requested) ? " is not supported by this CPU"
-                                             : " is above MASQUANT_MAX_ISA";
-    raise(errc::not_supported,
-          cat(
-              op, ": instruction-set family ", to_string(requested), why, " (available: ",
-              [] {
-                std::string names;
-                for (isa_family f : isa_families)
-                  if (available(f))
-                    names += (names.empty() ? "" : ", ") + std::string(to_string(f));
-                return names;
-              }(),
-              ")"));
-  }
+  if (!available(requested)) raise_unavailable(op, requested);
   return requested;
 }
 

@@ -15,14 +15,21 @@ namespace float_gemm {
 using namespace masquant::detail::gemm;
 using simd::vf;
 
-/// Finishes one output value: (C =) v·scale + bias, or C += v·scale.
-inline void finish_value(const tile_out& o, int r, int col, float v) noexcept {
-  if (o.scale != nullptr) v *= o.scale[col];
-  float& out = o.c[r][col];
-  if (o.store) {
-    out = o.bias != nullptr ? v + o.bias[col] : v;
-  } else {
-    out += v;
+/// Finishes output values[0..count) of row r from column col: (C =) v·scale + bias, or
+/// C += v·scale — the partial vector at the end of a tile, and the portable family's tiles. Not
+/// inlined: the compiler would copy this cold loop into every tile shape, once per combination
+/// of its conditions (loop unswitching, which doubled the compile time of the layer).
+__attribute__((noinline)) inline void finish_values(const tile_out& o, int r, int col,
+                                                    const float* values, int count) noexcept {
+  for (int i = 0; i < count; ++i) {
+    float v = values[i];
+    if (o.scale != nullptr) v *= o.scale[col + i];
+    float& out = o.c[r][col + i];
+    if (o.store) {
+      out = o.bias != nullptr ? v + o.bias[col + i] : v;
+    } else {
+      out += v;
+    }
   }
 }
 
@@ -92,7 +99,7 @@ inline void f32_tile(const float* const* a, const BT* b, index_t bstride, index_
         } else {
           alignas(64) float lanes[W];
           simd::storeu(lanes, acc[r][q]);
-          for (int i = 0; col + i < o.cols; ++i) finish_value(o, r, col + i, lanes[i]);
+          finish_values(o, r, col, lanes, o.cols - col);
         }
       }
     }
@@ -112,7 +119,7 @@ inline void f32_tile(const float* const* a, const BT* b, index_t bstride, index_
           }
           s += a[r][kk] * w;
         }
-        finish_value(o, r, col, s);
+        finish_values(o, r, col, &s, 1);
       }
     }
   }

@@ -69,8 +69,12 @@ inline void finish_scalar(const tile_args& t, index_t r, index_t c, std::uint32_
 }
 
 /// Finishes a row of `width` raw accumulators held in memory (stores them when acc_out is set).
-inline void finish_row_scalar(const tile_args& t, index_t r, const std::int32_t* acc,
-                              index_t width) noexcept {
+/// Not inlined: a cold path (partial tiles, split K) that the compiler would otherwise copy into
+/// every kernel shape, once per combination of the conditions of finish_scalar (loop
+/// unswitching, which doubled the compile time of the layer).
+__attribute__((noinline)) inline void finish_row_scalar(const tile_args& t, index_t r,
+                                                        const std::int32_t* acc,
+                                                        index_t width) noexcept {
   if (t.acc_out != nullptr) {
     for (index_t c = 0; c < width; ++c) t.acc_out[r * width + c] = acc[c];
     return;
@@ -78,6 +82,9 @@ inline void finish_row_scalar(const tile_args& t, index_t r, const std::int32_t*
   for (index_t c = 0; c < t.cols; ++c) finish_scalar(t, r, c, static_cast<std::uint32_t>(acc[c]));
 }
 
+// Each kernel's tile functions are not inlined into the driver: the compiler would otherwise copy
+// them into every branch of run_task and run_row (loop unswitching on the problem's options),
+// for nothing but compile time; one call per tile over the whole K costs nothing.
 #if MASQUANT_FAMILY == MASQUANT_ISA_AVX512
 #include <masquant/gemm/detail/kernel_avx512_vnni-inl.hpp>
 using kernel = avx512_vnni_kernel;

@@ -54,7 +54,7 @@ struct avx2_kernel {
   // int8 weights, R rows x 8 columns. acc[r][0]: columns 0..3, acc[r][1]: columns 4..7, two
   // int32 lanes per column, added at the end.
   template <int R>
-  static void tile8(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void tile8(const tile_args& t) noexcept {
     __m256i acc[R][2];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
@@ -101,7 +101,7 @@ struct avx2_kernel {
 
   // int8 weights, one row x 64 columns: columns 8g..8g+7 accumulate in acc[g], the two halves
   // of each column added in the loop (vphaddd), so 8 accumulators fit the 16 ymm registers.
-  static void row8(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void row8(const tile_args& t) noexcept {
     __m256i acc[8];
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) acc[g] = _mm256_setzero_si256();
@@ -134,7 +134,7 @@ struct avx2_kernel {
   // products added), so each 32-byte step of the tile is 8 whole column sums after one
   // vpmaddwd with ones: no widening, lanes already in column order.
   template <int R>
-  static void tile4(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void tile4(const tile_args& t) noexcept {
     __m256i acc[R];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
@@ -182,7 +182,7 @@ struct avx2_kernel {
   }
 
   // int4 weights, one row x 64 columns: eight 8-column accumulators, as tile4 computes them.
-  static void row4(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void row4(const tile_args& t) noexcept {
     __m256i acc[8];
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) acc[g] = _mm256_setzero_si256();

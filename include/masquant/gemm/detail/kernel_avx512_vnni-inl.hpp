@@ -75,7 +75,7 @@ struct avx512_vnni_kernel {
   /// R rows (of t[0].a, stride t[0].lda) against NB column tiles t[0..NB) sharing a and k:
   /// R · NB <= 6, i.e. at most 24 accumulators (6 x 1 for M > 1, 1 x 1..4 for decode).
   template <int R, int NB, bool Int4>
-  static void tile(const tile_args* t) noexcept {
+  __attribute__((noinline)) static void tile(const tile_args* t) noexcept {
     static_assert(R * NB <= 6);
     __m512i acc[NB][R][4];
 #pragma GCC unroll 4

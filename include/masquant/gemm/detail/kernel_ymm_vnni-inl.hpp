@@ -46,7 +46,7 @@ struct ymm_vnni_kernel {
   }
 
   template <int R, bool Int4>
-  static void tile(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void tile(const tile_args& t) noexcept {
     __m256i acc[R][4];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) {
@@ -90,7 +90,7 @@ struct ymm_vnni_kernel {
 
  private:
   template <bool Int4>
-  static void row(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void row(const tile_args& t) noexcept {
     __m256i acc[8];
 #pragma GCC unroll 8
     for (index_t v = 0; v < 8; ++v) acc[v] = _mm256_setzero_si256();
