@@ -11,7 +11,7 @@
 // STREAM convention). Paired (--paired): one benchmark per problem, .../paired, whose every
 // iteration calls each participant once in turn and times each call, so all see the same
 // conditions on a busy host; ratios compare median calls. --no_fp32_peers leaves out OpenBLAS and
-// Eigen (5-40x slower, they dominate a paired run's time). --isa=<name> (avx512_vnni, avx_vnni,
+// Eigen (5-40x slower, they dominate a paired run's time). --isa=<name> (avx512, avx_vnni,
 // avx2, portable) runs masquant's kernel of that family instead of the best one, to measure the
 // kernel an AVX2-only or AVX-VNNI machine would run. A summary table of the ratios follows.
 //
@@ -216,7 +216,7 @@ struct participant {
   bool spins = false;  // leaves worker threads spinning after a call (OpenMP, OpenBLAS)
 };
 
-masquant::gemm_isa ours_isa = masquant::gemm_isa::automatic;  // --isa
+masquant::isa_family ours_isa = masquant::isa_family::automatic;  // --isa
 
 participant ours(shape s, index_t m, int threads, int bits) {
   auto& d = data_for(s.k, s.n);
@@ -624,16 +624,8 @@ int main(int argc, char** argv) {
       fp32_peers = false;
     } else if (arg.rfind("--isa=", 0) == 0) {
       const std::string name = arg.substr(6);
-      bool known = false;
-      for (auto isa : {masquant::gemm_isa::portable, masquant::gemm_isa::avx2,
-                       masquant::gemm_isa::avx_vnni, masquant::gemm_isa::avx512_vnni}) {
-        if (name == masquant::to_string(isa)) {
-          ours_isa = isa;
-          known = true;
-        }
-      }
-      if (!known || !masquant::gemm_isa_available(ours_isa)) {
-        std::fprintf(stderr, "bench_gemm: kernel '%s' is unknown or not available here\n",
+      if (!masquant::parse_isa_family(name, ours_isa) || !masquant::isa_available(ours_isa)) {
+        std::fprintf(stderr, "bench_gemm: family '%s' is unknown or not available here\n",
                      name.c_str());
         return 1;
       }
@@ -648,9 +640,8 @@ int main(int argc, char** argv) {
                    var);
     }
   }
-  std::printf("masquant int8_gemm kernel: %s; mode: %s\n",
-              masquant::to_string(
-                  ours_isa == masquant::gemm_isa::automatic ? masquant::best_gemm_isa() : ours_isa),
+  std::printf("CPU: %s; masquant int8_gemm family: %s; mode: %s\n", masquant::cpu_name().c_str(),
+              masquant::to_string(masquant::isa_of(masquant::hot_path::int8_gemm, ours_isa)),
               paired ? "paired" : "separate");
   register_all(paired, fp32_peers);
   benchmark::Initialize(&argc, argv);

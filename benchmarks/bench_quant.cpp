@@ -1,6 +1,7 @@
 // bench_quant.cpp: per-token symmetric int8 fake-quant (quantize-dequantize) and quantization
-// to int8 of an 8192 x 4096 fp32 activation matrix, masquant's SIMD path against its scalar
-// reference, its scalar fallback, naive loops and a plain copy, in one process on the same data.
+// to int8 of an 8192 x 4096 fp32 activation matrix, masquant's kernels (the best family the CPU
+// runs) against its scalar reference, its portable family ("scalar_path", compiled only below
+// AVX2, e.g. without -march), naive loops and a plain copy, in one process on the same data.
 //
 // Names: quant/<op>/<who>. Within one op the peers run first and masquant ("ours") last; ours
 // carries counters vs_<peer> = t_peer / t_ours (> 1: ours is faster) and pct_copy = its GB/s as
@@ -26,6 +27,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <masquant/isa.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/quant/fake_quant.hpp>
 #include <masquant/quant/quantize.hpp>
@@ -34,7 +36,6 @@
 #include <random>
 #include <string>
 #include <vector>
-#include <xsimd/xsimd.hpp>
 
 namespace {
 
@@ -169,6 +170,8 @@ masquant::thread_pool& pool2() {
 // --- registration -----------------------------------------------------------------------------
 
 void reg(const std::string& op, const std::string& who, void (*fn)(benchmark::State&)) {
+  // The portable family ("scalar_path") is compiled only below AVX2 (e.g. without -march).
+  if (who == "scalar_path" && !masquant::isa_available(masquant::isa_family::portable)) return;
   benchmark::RegisterBenchmark(("quant/" + op + "/" + who).c_str(), fn)
       ->UseRealTime()
       ->MinTime(1.0)
@@ -208,7 +211,7 @@ void register_all() {
   reg("fake_quant", "scalar_path", [](benchmark::State& st) {
     auto& d = data();
     timed(st, "fake_quant", "scalar_path",
-          [&] { fake_quant<xsimd::unavailable>(d.xv(), spec, d.yv()); });
+          [&] { fake_quant(d.xv(), spec, d.yv(), isa_family::portable); });
   });
   reg("fake_quant", "ours", [](benchmark::State& st) {
     auto& d = data();
@@ -241,7 +244,7 @@ void register_all() {
   reg("quantize", "scalar_path", [](benchmark::State& st) {
     auto& d = data();
     timed(st, "quantize", "scalar_path",
-          [&] { quantize<xsimd::unavailable>(d.xv(), spec, d.qv()); });
+          [&] { quantize(d.xv(), spec, d.qv(), isa_family::portable); });
   });
   reg("quantize", "ours", [](benchmark::State& st) {
     auto& d = data();
@@ -272,7 +275,7 @@ void register_hot() {
   });
   reg("quantize_hot", "scalar_path", [](benchmark::State& st) {
     timed(st, "quantize_hot", "scalar_path",
-          [] { quantize<xsimd::unavailable>(hot_x(), spec, hot_q()); });
+          [] { quantize(hot_x(), spec, hot_q(), isa_family::portable); });
   });
   reg("quantize_hot", "ours", [](benchmark::State& st) {
     timed(st, "quantize_hot", "ours", [] { quantize(hot_x(), spec, hot_q()); });
@@ -345,8 +348,10 @@ void print_summary() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::printf("masquant quant kernels: xsimd arch %s; %ldx%ld fp32, int8 symmetric per token\n",
-              xsimd::default_arch::name(), static_cast<long>(rows), static_cast<long>(cols));
+  std::printf("CPU: %s; masquant quant kernels: %s; %ldx%ld fp32, int8 symmetric per token\n",
+              masquant::cpu_name().c_str(),
+              masquant::to_string(masquant::isa_of(masquant::hot_path::quant)),
+              static_cast<long>(rows), static_cast<long>(cols));
   data();  // allocate and touch before any timing
   register_all();
   register_hot();

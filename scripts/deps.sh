@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages masquant's build, tests and benchmarks need (skips those present).
 set -euo pipefail
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config requires OpenCL, a mere Recommends of libdnnl-dev.
-pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev clang-tidy valgrind libeigen3-dev libxsimd-dev
+pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev clang-tidy valgrind libeigen3-dev
       libboost-test-dev nlohmann-json3-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev
       libopenblas-dev python3-numpy)
 missing=()

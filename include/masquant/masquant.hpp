@@ -18,6 +18,7 @@
 #include <masquant/error.hpp>
 #include <masquant/gemm/int8_gemm.hpp>
 #include <masquant/gemm/isa.hpp>
+#include <masquant/isa.hpp>
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
 #include <masquant/gemm/reference.hpp>

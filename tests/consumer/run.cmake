@@ -35,7 +35,8 @@ elseif(MODE STREQUAL "add_subdirectory")
 elseif(MODE STREQUAL "vendored")
   # Plain -I of the include folder, no CMake package at all.
   file(MAKE_DIRECTORY "${WORK_DIR}/build")
-  run(${CXX} -std=c++17 -Wall -Wextra -Wpedantic -Werror -I "${SOURCE_DIR}/include"
+  # -O2: the optimiser's warnings (GCC's -Wmaybe-uninitialized in AVX-512 intrinsics) too.
+  run(${CXX} -std=c++17 -O2 -Wall -Wextra -Wpedantic -Werror -I "${SOURCE_DIR}/include"
       -isystem "${EIGEN_INCLUDE}" "${consumer}/consumer.cpp" -o "${WORK_DIR}/build/consumer")
 else()
   message(FATAL_ERROR "unknown MODE ${MODE}")
@@ -44,3 +45,17 @@ if(NOT MODE STREQUAL "vendored")
   run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 endif()
 run(${program})
+if(MODE STREQUAL "example_find_package")
+  return()
+endif()
+# The consumer (no -march) checks the family every hot path runs: the CPU's best, then under
+# each cap MASQUANT_MAX_ISA, with results bit-identical to the references.
+foreach(family portable avx2 avx_vnni avx512)
+  run(${CMAKE_COMMAND} -E env MASQUANT_MAX_ISA=${family} ${program})
+endforeach()
+# An unknown family is an error that names it, not a silent fallback.
+execute_process(COMMAND ${CMAKE_COMMAND} -E env MASQUANT_MAX_ISA=avx3 ${program}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "MASQUANT_MAX_ISA=\"avx3\" is not an instruction-set family")
+  message(FATAL_ERROR "MASQUANT_MAX_ISA=avx3 was not refused (${rc}):\n${out}\n${err}")
+endif()

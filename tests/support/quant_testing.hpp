@@ -1,5 +1,5 @@
-// quant_testing.hpp: helpers for the quant layer's tests (architecture list, bitwise
-// comparisons, test matrices with awkward values). Not installed.
+// quant_testing.hpp: helpers for the quant layer's tests (bitwise comparisons, test matrices with
+// awkward values). Not installed.
 #pragma once
 
 #include <boost/test/unit_test.hpp>
@@ -11,37 +11,10 @@
 #include <random>
 #include <string>
 #include <vector>
-#include <xsimd/xsimd.hpp>
 
 #include "support/testing.hpp"
 
 namespace masquant::testing {
-
-/// Calls f(Arch{}) for every xsimd architecture this TU can run, plus xsimd::unavailable (the
-/// scalar fallback of the SIMD path), so one build covers the SSE2-only nearbyint emulation,
-/// SSE4.1, AVX, AVX2 and AVX-512 kernels.
-template <class F>
-void for_each_arch(F&& f) {
-  f(xsimd::unavailable{});
-#if XSIMD_WITH_SSE2
-  f(xsimd::sse2{});
-#endif
-#if XSIMD_WITH_SSE4_2
-  f(xsimd::sse4_2{});
-#endif
-#if XSIMD_WITH_AVX
-  f(xsimd::avx{});
-#endif
-#if XSIMD_WITH_AVX2
-  f(xsimd::avx2{});
-#endif
-#if XSIMD_WITH_AVX512BW
-  f(xsimd::avx512bw{});
-#endif
-#if XSIMD_WITH_NEON64
-  f(xsimd::neon64{});
-#endif
-}
 
 /// Bits of a float (distinguishes +0 from -0 and compares NaN payloads).
 inline std::uint32_t bits_of(float v) {

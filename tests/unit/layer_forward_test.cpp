@@ -340,31 +340,35 @@ BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
 
 BOOST_AUTO_TEST_CASE(a_row_does_not_depend_on_its_batch) {
   // Each token's result is a function of that token alone: run alone (M = 1, the decode shape,
-  // which takes 1-row tiles) it is bitwise what it is inside a batch. The int8 path runs the
-  // portable GEMM kernel here: int8_gemm's AVX-512 VNNI kernel rounds its epilogue differently
-  // for different tile heights, so there a row's last bit depends on the batch (a GEMM
-  // property, not the layer's).
-  for (int abits : {8, 16}) {
-    for (lowrank_compute compute : {lowrank_compute::automatic, lowrank_compute::float32}) {
-      layer_case c;
-      c.d_in = 300;
-      c.d_out = 70;
-      c.activation_bits = abits;
-      c.ranks = {0, 9};
-      const quantized_linear layer(testing::random_params(c));
-      const auto x = testing::random_input(13, c.d_in, 21);
-      const auto ids = testing::random_ids(13, 2, 22);
-      forward_options opt;
-      opt.lowrank = compute;
-      opt.isa = gemm_isa::portable;
-      const auto batch = run(layer, x, ids, opt);
-      for (index_t i = 0; i < 13; ++i) {
-        matrix<float> xi(1, c.d_in), yi(1, c.d_out);
-        std::copy(x.data.begin() + i * c.d_in, x.data.begin() + (i + 1) * c.d_in, xi.data.begin());
-        const std::vector<modality_id> idi = {ids[static_cast<std::size_t>(i)]};
-        layer.forward(xi.cview(), idi, yi.view(), opt);
-        BOOST_TEST(std::memcmp(yi.data.data(), &batch(i, 0), sizeof(float) * c.d_out) == 0,
-                   "A" << abits << " compute " << int(compute) << " row " << i);
+  // which takes 1-row tiles) it is bitwise what it is inside a batch. Not on the avx512 family:
+  // its INT8 GEMM kernel rounds the epilogue differently for different tile heights (GCC
+  // contracts its multiply and add differently per height), so there a row's last bit depends on
+  // the batch (a GEMM property, not the layer's).
+  for (isa_family family : available_isas()) {
+    if (family == isa_family::avx512) continue;
+    for (int abits : {8, 16}) {
+      for (lowrank_compute compute : {lowrank_compute::automatic, lowrank_compute::float32}) {
+        layer_case c;
+        c.d_in = 300;
+        c.d_out = 70;
+        c.activation_bits = abits;
+        c.ranks = {0, 9};
+        const quantized_linear layer(testing::random_params(c));
+        const auto x = testing::random_input(13, c.d_in, 21);
+        const auto ids = testing::random_ids(13, 2, 22);
+        forward_options opt;
+        opt.lowrank = compute;
+        opt.isa = family;
+        const auto batch = run(layer, x, ids, opt);
+        for (index_t i = 0; i < 13; ++i) {
+          matrix<float> xi(1, c.d_in), yi(1, c.d_out);
+          std::copy(x.data.begin() + i * c.d_in, x.data.begin() + (i + 1) * c.d_in,
+                    xi.data.begin());
+          const std::vector<modality_id> idi = {ids[static_cast<std::size_t>(i)]};
+          layer.forward(xi.cview(), idi, yi.view(), opt);
+          BOOST_TEST(std::memcmp(yi.data.data(), &batch(i, 0), sizeof(float) * c.d_out) == 0,
+                     family << " A" << abits << " compute " << int(compute) << " row " << i);
+        }
       }
     }
   }
@@ -514,60 +518,71 @@ BOOST_AUTO_TEST_CASE(every_gemm_kernel_meets_the_bound) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(scalar_fallback_kernels_match_the_vector_ones) {
-  // The paths taken when xsimd has no instruction set (Arch = xsimd::unavailable): the token
-  // pass is bit-identical, the float product equal within float rounding of its dot products.
-  using namespace masquant::detail::layer;
+BOOST_AUTO_TEST_CASE(every_family_s_kernels_match_the_references) {
+  // The kernels of each available family, called directly: the token pass is bit-identical to
+  // the reference row quantizer (levels, scale) with the exact row sum; the float products equal
+  // double sums within float rounding of their dot products.
+  using namespace masquant::detail::gemm;
+  namespace build = masquant::detail::MASQUANT_BUILD;
   const index_t m = 9, k = 37, n = 21;
   const auto x = testing::random_input(m, k, 31);
   const auto bm = testing::random_normal(k, n, 1.0f, 32);
   const std::vector<std::vector<float>> smooth = {std::vector<float>(k, 0.7f)};
-  std::vector<std::int8_t> q1(m * k), q2(m * k);
-  std::vector<float> s1(m), s2(m);
-  std::vector<std::int32_t> sum1(m), sum2(m);
-  for (int variant = 0; variant < 2; ++variant) {
-    token_pass_args t;
-    t.x = x.cview();
-    t.smooth = &smooth;
-    t.bits = 8;
-    t.q = (variant ? q2 : q1).data();
-    t.scale = (variant ? s2 : s1).data();
-    t.sum = (variant ? sum2 : sum1).data();
-    if (variant) {
-      token_pass<xsimd::unavailable>(t, 0, m);
-    } else {
-      token_pass<xsimd::default_arch>(t, 0, m);
-    }
+  std::vector<std::int8_t> want_q(m * k);
+  std::vector<float> want_scale(m);
+  for (index_t i = 0; i < m; ++i) {
+    want_scale[static_cast<std::size_t>(i)] = reference::quantize_row_symmetric_smoothed(
+        x.cview().row_data(i), smooth[0].data(), k, 8, want_q.data() + i * k);
   }
-  BOOST_TEST(q1 == q2);
-  BOOST_TEST(s1 == s2);
-  BOOST_TEST(sum1 == sum2);
-
   const auto b16 = pack_bf16(k, n, [&](index_t i, index_t c) { return bm(i, c); });
   const auto b32 = pack_f32(k, n, [&](index_t i, index_t c) { return bm(i, c); });
   matrix<float> a(m, round_up(k, 16));  // rows padded with zeros for the bf16 pairs
   for (index_t i = 0; i < m; ++i)
     for (index_t j = 0; j < k; ++j) a(i, j) = x(i, j);
-  for (int storage = 0; storage < 2; ++storage) {
-    matrix<float> c1(m, n), c2(m, n);
-    for (int variant = 0; variant < 2; ++variant) {
+
+  for (isa_family family : available_isas()) {
+    std::vector<std::int8_t> q(m * k);
+    std::vector<float> scale(m);
+    std::vector<std::int32_t> sum(m);
+    masquant::detail::layer::token_pass_args t;
+    t.x = x.cview();
+    t.smooth = &smooth;
+    t.bits = 8;
+    t.q = q.data();
+    t.scale = scale.data();
+    t.sum = sum.data();
+    build::on_family<hot_path::token_pass>(family, [&](auto f) { run_token_pass(f, t, 0, m); });
+    BOOST_TEST(q == want_q, family);
+    BOOST_TEST(std::memcmp(scale.data(), want_scale.data(), sizeof(float) * m) == 0, family);
+    for (index_t i = 0; i < m; ++i) {
+      std::int32_t s = 0;
+      for (index_t j = 0; j < k; ++j) s += want_q[static_cast<std::size_t>(i * k + j)];
+      BOOST_TEST(sum[static_cast<std::size_t>(i)] == s, family << " row " << i);
+    }
+
+    for (int storage = 0; storage < 2; ++storage) {
+      matrix<float> c(m, n);
       product_args<float> pa;
       pa.a = a.data.data();
       pa.lda = a.cols;
-      pa.c = (variant ? c2 : c1).data.data();
+      pa.c = c.data.data();
       pa.ldc = n;
       pa.n = n;
-      if (storage == 0 && variant == 0) product<xsimd::default_arch>(pa, b16, 0, m, 0, b16.count);
-      if (storage == 0 && variant == 1) product<xsimd::unavailable>(pa, b16, 0, m, 0, b16.count);
-      if (storage == 1 && variant == 0) product<xsimd::default_arch>(pa, b32, 0, m, 0, b32.count);
-      if (storage == 1 && variant == 1) product<xsimd::unavailable>(pa, b32, 0, m, 0, b32.count);
-    }
-    for (index_t i = 0; i < m; ++i) {
-      for (index_t c = 0; c < n; ++c) {
-        double mag = 0.0;
-        for (index_t j = 0; j < k; ++j) mag += std::abs(double(x(i, j)) * bm(j, c));
-        BOOST_TEST(std::abs(double(c1(i, c)) - c2(i, c)) <= 2.0 * (k + 2) * FLT_EPSILON * mag,
-                   "storage " << storage << " (" << i << ", " << c << ")");
+      build::on_family<hot_path::float_gemm>(family, [&](auto f) {
+        if (storage == 0) run_float_gemm(f, pa, b16, 0, m, 0, b16.count);
+        if (storage == 1) run_float_gemm(f, pa, b32, 0, m, 0, b32.count);
+      });
+      for (index_t i = 0; i < m; ++i) {
+        for (index_t col = 0; col < n; ++col) {
+          double want = 0.0, mag = 0.0;
+          for (index_t j = 0; j < k; ++j) {
+            const double w = storage == 0 ? panel_value(b16, j, col) : panel_value(b32, j, col);
+            want += double(x(i, j)) * w;
+            mag += std::abs(double(x(i, j)) * w);
+          }
+          BOOST_TEST(std::abs(c(i, col) - want) <= (k + 2) * FLT_EPSILON * mag,
+                     family << " storage " << storage << " (" << i << ", " << col << ")");
+        }
       }
     }
   }

@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
-#include <masquant/gemm/detail/driver.hpp>
-#include <masquant/gemm/isa.hpp>
+#include <masquant/gemm/detail/int8_families.hpp>
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
+#include <masquant/isa.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/tensor/view.hpp>
 #include <string>
@@ -25,8 +25,9 @@ struct gemm_options {
   /// Runs the output tiles; empty: serial on the calling thread. Results are bitwise identical
   /// for any thread count (tiles partition the output, K is never split across tasks).
   parallel_for_fn parallel;
-  /// Kernel family; `automatic` picks best_gemm_isa(). Forcing an unavailable one is an error.
-  gemm_isa isa = gemm_isa::automatic;
+  /// Instruction-set family; `automatic` picks best_isa() (isa.hpp). Forcing one that is not
+  /// available (isa_available()) is errc::not_supported.
+  isa_family isa = isa_family::automatic;
 };
 
 /// Outcome of can_implement(): ok(), or the error code and message int8_gemm would throw.
@@ -52,14 +53,6 @@ inline gemm_status can_implement(index_t m, index_t k, index_t n) {
 }
 
 namespace detail::gemm {
-
-inline gemm_isa resolve_isa(gemm_isa isa) {
-  if (isa == gemm_isa::automatic) return best_gemm_isa();
-  MASQUANT_CHECK(gemm_isa_available(isa), errc::not_supported, "int8_gemm: kernel ", to_string(isa),
-                 gemm_isa_compiled(isa) ? " is not supported by this CPU"
-                                        : " is not compiled into this build");
-  return isa;
-}
 
 // Checks what every entry shares and fills the A and B parts of the problem.
 inline problem prepare(const char* op, const quantized_activations_view& a, const packed_weights& b,
@@ -90,6 +83,15 @@ inline problem prepare(const char* op, const quantized_activations_view& a, cons
 
 }  // namespace detail::gemm
 
+namespace detail::MASQUANT_BUILD {
+
+/// Runs the validated problem with the kernels of family `isa` (concrete, available).
+inline void run_int8_gemm(const gemm::problem& p, isa_family isa, const parallel_for_fn& parallel) {
+  on_family<hot_path::int8_gemm>(isa, [&](auto family) { run_int8_gemm(family, p, parallel); });
+}
+
+}  // namespace detail::MASQUANT_BUILD
+
 /// C = diag(a.scales) * (a.values x B^T) * diag(B.scales) (+ bias) (+ C when accumulate):
 /// the lower-level entry for producers that write quantized activations directly (see
 /// quantized_activations).
@@ -103,8 +105,9 @@ inline problem prepare(const char* op, const quantized_activations_view& a, cons
 /// Allocates nothing (the thread pool of opt.parallel aside). Outputs of >= 16 MiB whose rows
 /// start on 64-byte boundaries are written past the caches (docs/gemm.md, "Blocking and
 /// threading").
-inline void int8_gemm(const quantized_activations_view& a, const packed_weights& b,
-                      matrix_view<float> c, const gemm_options& opt = {}) {
+MASQUANT_BUILD_TAG inline void int8_gemm(const quantized_activations_view& a,
+                                         const packed_weights& b, matrix_view<float> c,
+                                         const gemm_options& opt = {}) {
   detail::gemm::problem p = detail::gemm::prepare("int8_gemm", a, b, c.rows(), c.cols());
   MASQUANT_CHECK(a.scales.size() == p.m, errc::shape_mismatch, "int8_gemm: activation scales have ",
                  a.scales.size(), " entries for ", p.m, " rows");
@@ -118,13 +121,13 @@ inline void int8_gemm(const quantized_activations_view& a, const packed_weights&
     MASQUANT_CHECK(std::isfinite(opt.bias[i]), errc::non_finite, "int8_gemm: bias of channel ", i,
                    " is ", opt.bias[i]);
   }
-  const gemm_isa isa = detail::gemm::resolve_isa(opt.isa);
+  const isa_family isa = detail::MASQUANT_BUILD::resolve("int8_gemm", opt.isa);
   p.a_scale = a.scales.data();
   p.bias = opt.bias.empty() ? nullptr : opt.bias.data();
   p.accumulate = opt.accumulate;
   p.c = c.data();
   p.ldc = c.stride();
-  detail::gemm::run(p, isa, opt.parallel);
+  detail::MASQUANT_BUILD::run_int8_gemm(p, isa, opt.parallel);
 }
 
 /// C = diag(a_scale) * (a x B^T) * diag(B.scales) (+ bias) (+ C): int8 activations [M, K] (any
@@ -139,28 +142,31 @@ inline void int8_gemm(const quantized_activations_view& a, const packed_weights&
 ///   opt.parallel = pool.as_function();
 ///   masquant::int8_gemm(a, a_scale, packed, y, opt);            // y: [M, N] float
 /// \endcode
-inline void int8_gemm(matrix_view<const std::int8_t> a, vector_view<const float> a_scale,
-                      const packed_weights& b, matrix_view<float> c, const gemm_options& opt = {}) {
+MASQUANT_BUILD_TAG inline void int8_gemm(matrix_view<const std::int8_t> a,
+                                         vector_view<const float> a_scale, const packed_weights& b,
+                                         matrix_view<float> c, const gemm_options& opt = {}) {
   int8_gemm(quantized_activations_view{a, a_scale, {}}, b, c, opt);
 }
 
 /// C[m, n] = sum_k a(m, k) * w(n, k) as exact int32 (no scales, no epilogue): for custom
 /// epilogues and tests. a.scales is ignored; opt.bias and opt.accumulate must be unset
 /// (errc::invalid_argument). Other errors, allocation and large outputs as int8_gemm.
-inline void int8_gemm_int32(const quantized_activations_view& a, const packed_weights& b,
-                            matrix_view<std::int32_t> c, const gemm_options& opt = {}) {
+MASQUANT_BUILD_TAG inline void int8_gemm_int32(const quantized_activations_view& a,
+                                               const packed_weights& b, matrix_view<std::int32_t> c,
+                                               const gemm_options& opt = {}) {
   detail::gemm::problem p = detail::gemm::prepare("int8_gemm_int32", a, b, c.rows(), c.cols());
   MASQUANT_CHECK(opt.bias.empty() && !opt.accumulate, errc::invalid_argument,
                  "int8_gemm_int32: bias and accumulate apply to the float output only");
-  const gemm_isa isa = detail::gemm::resolve_isa(opt.isa);
+  const isa_family isa = detail::MASQUANT_BUILD::resolve("int8_gemm_int32", opt.isa);
   p.c_int = c.data();
   p.ldc = c.stride();
-  detail::gemm::run(p, isa, opt.parallel);
+  detail::MASQUANT_BUILD::run_int8_gemm(p, isa, opt.parallel);
 }
 
 /// int8_gemm_int32 on plain int8 activations [M, K].
-inline void int8_gemm_int32(matrix_view<const std::int8_t> a, const packed_weights& b,
-                            matrix_view<std::int32_t> c, const gemm_options& opt = {}) {
+MASQUANT_BUILD_TAG inline void int8_gemm_int32(matrix_view<const std::int8_t> a,
+                                               const packed_weights& b, matrix_view<std::int32_t> c,
+                                               const gemm_options& opt = {}) {
   int8_gemm_int32(quantized_activations_view{a, {}, {}}, b, c, opt);
 }
 

@@ -6,7 +6,7 @@
 #include <masquant/config.hpp>
 #include <masquant/detail/aligned_buffer.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
-#include <masquant/layer/detail/panels.hpp>
+#include <masquant/isa.hpp>
 #include <vector>
 
 namespace masquant {
@@ -43,6 +43,10 @@ class linear_workspace {
   /// without non-reference tokens).
   index_t lowrank_rows() const noexcept { return lowrank_rows_; }
 
+  /// The instruction-set family the last forward on this workspace ran (`automatic` before the
+  /// first call); isa_of(hot_path, family) says which kernels each of its stages ran.
+  isa_family isa() const noexcept { return isa_; }
+
   /// Bytes of scratch memory held.
   std::size_t bytes() const noexcept {
     return static_cast<std::size_t>(qa_.rows() * (qa_.cols() + 8)) + xs_.size() * 4 +
@@ -59,6 +63,7 @@ class linear_workspace {
 
   quantized_activations qa_;
   bool has_activations_ = false;
+  isa_family isa_ = isa_family::automatic;
   index_t lowrank_rows_ = 0;
   detail::aligned_buffer<float> xs_;                  // A16: smoothed rows
   detail::aligned_buffer<float> gathered_f_;          // low-rank rows x ⊘ s, float

@@ -13,10 +13,11 @@
 #include <limits>
 #include <masquant/config.hpp>
 #include <masquant/error.hpp>
+#include <masquant/gemm/detail/float_families.hpp>
+#include <masquant/gemm/detail/panels.hpp>
 #include <masquant/gemm/int8_gemm.hpp>
 #include <masquant/gemm/packed_weights.hpp>
-#include <masquant/layer/detail/panels.hpp>
-#include <masquant/layer/detail/product.hpp>
+#include <masquant/isa.hpp>
 #include <masquant/layer/detail/token_pass.hpp>
 #include <masquant/layer/linear_params.hpp>
 #include <masquant/layer/linear_workspace.hpp>
@@ -28,7 +29,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-#include <xsimd/xsimd.hpp>
 
 namespace masquant {
 
@@ -40,16 +40,17 @@ enum class lowrank_storage : std::uint8_t {
 
 /// How the low-rank products are computed (chosen per call).
 enum class lowrank_compute : std::uint8_t {
-  /// bf16 dot products (vdpbf16ps, float accumulation) when the factors are stored as bf16 and
-  /// this build has AVX512_BF16 (lowrank_bf16_dot_compiled); x ⊘ s and x̃·L are then rounded to
-  /// bf16 as the reference does. Otherwise float32.
+  /// bf16 dot products (vdpbf16ps, float accumulation) when the factors are stored as bf16, the
+  /// avx512 family runs and the CPU has AVX512_BF16 (lowrank_uses_bf16()); x ⊘ s and x̃·L are
+  /// then rounded to bf16 as the reference does. Otherwise float32.
   automatic,
   /// Float32 activations and accumulation (exact products of the stored factors).
   float32,
 };
 
-/// Whether this build contains the vdpbf16ps kernel (compiled when the target has AVX512_BF16).
-inline constexpr bool lowrank_bf16_dot_compiled = MASQUANT_LAYER_HAVE_BF16_DOT != 0;
+/// Whether this translation unit contains the vdpbf16ps kernel (with the avx512 family; it runs
+/// where the CPU has AVX512_BF16, cpu_has_bf16_dot()).
+inline constexpr bool lowrank_bf16_dot_compiled = MASQUANT_COMPILE_BF16 != 0;
 
 /// Construction options of quantized_linear.
 struct linear_options {
@@ -65,8 +66,9 @@ struct forward_options {
   /// Scratch memory; null: a thread_local workspace of the calling thread.
   linear_workspace* workspace = nullptr;
   lowrank_compute lowrank = lowrank_compute::automatic;
-  /// INT8 GEMM kernel family (see int8_gemm); forcing an unavailable one is an error.
-  gemm_isa isa = gemm_isa::automatic;
+  /// Instruction-set family of every stage (token pass, INT8 GEMM, low-rank products; isa.hpp);
+  /// `automatic` is best_isa(). Forcing one that is not available is errc::not_supported.
+  isa_family isa = isa_family::automatic;
   /// Leave out the low-rank compensation: every token gets Q_a(x ⊘ s_m)·Ŵᵀ + b, what the shared
   /// weight alone computes (calibrate()'s report measures its shared_no_cmc stage so).
   bool skip_lowrank = false;
@@ -112,10 +114,11 @@ class quantized_linear {
   const packed_weights& packed() const noexcept { return packed_; }
   /// Bytes of the packed low-rank factors of all modalities (the memory CMC adds).
   std::size_t lowrank_bytes() const noexcept;
-  /// Whether forward with these options computes the low-rank branch with bf16 dot products.
-  bool lowrank_uses_bf16(const forward_options& opt = {}) const noexcept {
-    return lowrank_bf16_dot_compiled && options_.storage == lowrank_storage::bfloat16 &&
-           opt.lowrank == lowrank_compute::automatic;
+  /// Whether forward with these options computes the low-rank branch with bf16 dot products
+  /// (errc::not_supported when opt.isa is not available).
+  MASQUANT_BUILD_TAG bool lowrank_uses_bf16(const forward_options& opt = {}) const {
+    return uses_bf16(
+        detail::MASQUANT_BUILD::resolve("quantized_linear::lowrank_uses_bf16", opt.isa), opt);
   }
 
   /// Prefill: y [M, d_out] from x [M, d_in] and the modality of every token, ids [M] (or empty:
@@ -130,13 +133,13 @@ class quantized_linear {
   /// activations), errc::overflow names the first such output, its token's modality and the
   /// term that overflows, and y is left unspecified. Allocates only when a workspace must grow
   /// (the first calls).
-  void forward(matrix_view<const float> x, vector_view<const modality_id> ids, matrix_view<float> y,
-               const forward_options& opt = {}) const;
+  MASQUANT_BUILD_TAG void forward(matrix_view<const float> x, vector_view<const modality_id> ids,
+                                  matrix_view<float> y, const forward_options& opt = {}) const;
 
   /// Decode (and any call without modality information): every token takes the reference
   /// path — the same result as all ids 0, with no low-rank work at all.
-  void forward(matrix_view<const float> x, matrix_view<float> y,
-               const forward_options& opt = {}) const {
+  MASQUANT_BUILD_TAG void forward(matrix_view<const float> x, matrix_view<float> y,
+                                  const forward_options& opt = {}) const {
     forward(x, vector_view<const modality_id>(), y, opt);
   }
 
@@ -149,12 +152,10 @@ class quantized_linear {
                          matrix_view<double> y) const;
 
  private:
-  using arch = xsimd::default_arch;
-
   struct lowrank_pack {
     index_t rank = 0;
-    detail::layer::panels<std::uint16_t> l16, r16;
-    detail::layer::panels<float> l32, r32;
+    detail::gemm::panels<std::uint16_t> l16, r16;
+    detail::gemm::panels<float> l32, r32;
   };
 
   static constexpr index_t token_block = 32;  // tokens per task of the token pass
@@ -179,22 +180,30 @@ class quantized_linear {
 
   void check_call(const char* op, matrix_view<const float> x, vector_view<const modality_id> ids,
                   index_t y_rows, index_t y_cols) const;
-  void check_output(matrix_view<const float> x, vector_view<const modality_id> ids,
-                    matrix_view<const float> y, const parallel_for_fn& parallel) const;
+  // Tagged like forward(): its loop vectorises with the translation unit's flags.
+  MASQUANT_BUILD_TAG void check_output(matrix_view<const float> x,
+                                       vector_view<const modality_id> ids,
+                                       matrix_view<const float> y,
+                                       const parallel_for_fn& parallel) const;
   [[noreturn]] void raise_overflow(matrix_view<const float> x, vector_view<const modality_id> ids,
                                    index_t row, index_t col, float value) const;
   void route(vector_view<const modality_id> ids, linear_workspace& ws) const;
-  void lowrank_branch(linear_workspace& ws, matrix_view<float> y, bool dot,
-                      const parallel_for_fn& parallel) const;
-  void a16_product(linear_workspace& ws, matrix_view<float> y,
-                   const parallel_for_fn& parallel) const;
+  bool uses_bf16(isa_family family, const forward_options& opt) const noexcept {
+    return detail::MASQUANT_BUILD::bf16_dot_runs(family) &&
+           options_.storage == lowrank_storage::bfloat16 &&
+           opt.lowrank == lowrank_compute::automatic;
+  }
+  MASQUANT_BUILD_TAG void lowrank_branch(linear_workspace& ws, matrix_view<float> y, bool dot,
+                                         isa_family family, const parallel_for_fn& parallel) const;
+  MASQUANT_BUILD_TAG void a16_product(linear_workspace& ws, matrix_view<float> y, isa_family family,
+                                      const parallel_for_fn& parallel) const;
 
   quantized_linear_params p_;
   linear_options options_;
   packed_weights packed_;
-  detail::layer::panels<std::uint16_t> a16_weight_;  // levels [d_in, d_out], exact in bf16
-  std::vector<float> a16_scale_, a16_bias_;          // padded to whole panels
-  std::vector<lowrank_pack> lowrank_;                // [modalities]
+  detail::gemm::panels<std::uint16_t> a16_weight_;  // levels [d_in, d_out], exact in bf16
+  std::vector<float> a16_scale_, a16_bias_;         // padded to whole panels
+  std::vector<lowrank_pack> lowrank_;               // [modalities]
 };
 
 // --- implementation -------------------------------------------------------------------------
@@ -202,7 +211,7 @@ class quantized_linear {
 inline quantized_linear::quantized_linear(quantized_linear_params params,
                                           const linear_options& options)
     : p_(std::move(params)), options_(options) {
-  using namespace detail::layer;
+  using namespace detail::gemm;
   p_.validate();
   const index_t k = p_.d_in, n = p_.d_out;
   if (p_.activation_bits < 16) {
@@ -301,17 +310,20 @@ inline void quantized_linear::route(vector_view<const modality_id> ids,
 inline void quantized_linear::forward(matrix_view<const float> x,
                                       vector_view<const modality_id> ids, matrix_view<float> y,
                                       const forward_options& opt) const {
-  using namespace detail::layer;
-  check_call("quantized_linear::forward", x, ids, y.rows(), y.cols());
+  using namespace detail::gemm;
+  constexpr const char* op = "quantized_linear::forward";
+  check_call(op, x, ids, y.rows(), y.cols());
+  const isa_family family = detail::MASQUANT_BUILD::resolve(op, opt.isa);
   linear_workspace& ws = opt.workspace != nullptr ? *opt.workspace : thread_workspace();
   ws.has_activations_ = false;
+  ws.isa_ = family;
   route(opt.skip_lowrank ? vector_view<const modality_id>() : ids, ws);
   const index_t m_rows = x.rows(), k = p_.d_in;
   if (m_rows == 0) return;
   const bool a16 = p_.activation_bits >= 16;
-  const bool dot = lowrank_uses_bf16(opt);
+  const bool dot = uses_bf16(family, opt);
 
-  token_pass_args ta;
+  detail::layer::token_pass_args ta;
   ta.x = x;
   ta.ids = ids.empty() ? nullptr : ids.data();
   ta.smooth = &p_.smooth;
@@ -349,20 +361,22 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   }
 
   run(opt.parallel, (m_rows + token_block - 1) / token_block, [&](index_t t) {
-    token_pass<arch>(ta, t * token_block, std::min(m_rows, (t + 1) * token_block));
+    detail::MASQUANT_BUILD::on_family<hot_path::token_pass>(family, [&](auto f) {
+      run_token_pass(f, ta, t * token_block, std::min(m_rows, (t + 1) * token_block));
+    });
   });
 
   if (a16) {
-    a16_product(ws, y, opt.parallel);
+    a16_product(ws, y, family, opt.parallel);
   } else {
     gemm_options g;
     g.bias = vector_view<const float>(p_.bias);
     g.parallel = opt.parallel;
-    g.isa = opt.isa;
+    g.isa = family;
     int8_gemm(ws.qa_.view(), packed_, y, g);
     ws.has_activations_ = true;
   }
-  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, opt.parallel);
+  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, family, opt.parallel);
   check_output(x, ids, y, opt.parallel);
 }
 
@@ -453,8 +467,9 @@ inline void quantized_linear::raise_overflow(matrix_view<const float> x,
 }
 
 inline void quantized_linear::a16_product(linear_workspace& ws, matrix_view<float> y,
+                                          isa_family family,
                                           const parallel_for_fn& parallel) const {
-  using namespace detail::layer;
+  using namespace detail::gemm;
   product_args<float> pa;
   pa.a = ws.xs_.data();
   pa.lda = round_up(p_.d_in, panel_cols);
@@ -468,14 +483,23 @@ inline void quantized_linear::a16_product(linear_workspace& ws, matrix_view<floa
   const index_t col_tasks = (panels + panel_block - 1) / panel_block;
   run(parallel, row_tasks * col_tasks, [&](index_t t) {
     const index_t r0 = (t / col_tasks) * row_block, p0 = (t % col_tasks) * panel_block;
-    product<arch>(pa, a16_weight_, r0, std::min(rows, r0 + row_block), p0,
-                  std::min(panels, p0 + panel_block));
+    detail::MASQUANT_BUILD::on_family<hot_path::float_gemm>(family, [&](auto f) {
+      run_float_gemm(f, pa, a16_weight_, r0, std::min(rows, r0 + row_block), p0,
+                     std::min(panels, p0 + panel_block));
+    });
   });
 }
 
 inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<float> y, bool dot,
+                                             isa_family family,
                                              const parallel_for_fn& parallel) const {
-  using namespace detail::layer;
+  using namespace detail::gemm;
+  // Runs a float product of the chosen family (A float; B f32 or bf16 panels).
+  const auto float_product = [family](const auto& pa, const auto& b, index_t r0, index_t r1,
+                                      index_t p0, index_t p1) {
+    detail::MASQUANT_BUILD::on_family<hot_path::float_gemm>(
+        family, [&](auto f) { run_float_gemm(f, pa, b, r0, r1, p0, p1); });
+  };
   const auto mods = static_cast<std::size_t>(p_.modalities());
   const bool f32 = options_.storage == lowrank_storage::float32;
   const index_t k = p_.d_in;
@@ -505,18 +529,19 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
     const index_t ldt = round_up(f.rank, panel_cols);
     float* t = ws.t_.data() + ws.t_off_[static_cast<std::size_t>(tk.m)];
     if (dot) {
-#if MASQUANT_LAYER_HAVE_BF16_DOT
       product_args<std::uint16_t> pa;
       pa.a = ws.gb_ptr_[static_cast<std::size_t>(tk.m)];
       pa.lda = round_up(k, 32);
       pa.c = t;
       pa.ldc = ldt;
       pa.n = ldt;
-      product<arch>(pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
       std::uint16_t* tb = ws.tb_.data() + ws.tb_off_[static_cast<std::size_t>(tk.m)];
       const index_t ldtb = round_up(f.rank, 32);
-      for (index_t r = tk.r0; r < tk.r1; ++r) to_bf16_row(t + r * ldt, ldt, tb + r * ldtb);
-#endif
+      detail::MASQUANT_BUILD::on_bf16_family([&](auto bf16) {
+        run_float_gemm(bf16, pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
+        for (index_t r = tk.r0; r < tk.r1; ++r)
+          run_to_bf16_row(bf16, t + r * ldt, ldt, tb + r * ldtb);
+      });
     } else {
       product_args<float> pa;
       pa.a = ws.gf_ptr_[static_cast<std::size_t>(tk.m)];
@@ -525,9 +550,9 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
       pa.ldc = ldt;
       pa.n = ldt;
       if (f32) {
-        product<arch>(pa, f.l32, tk.r0, tk.r1, 0, f.l32.count);
+        float_product(pa, f.l32, tk.r0, tk.r1, 0, f.l32.count);
       } else {
-        product<arch>(pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
+        float_product(pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
       }
     }
   });
@@ -549,7 +574,6 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
     const lowrank_pack& f = lowrank_[m];
     const index_t* rows = ws.rows_.data() + ws.first_[m];
     if (dot) {
-#if MASQUANT_LAYER_HAVE_BF16_DOT
       product_args<std::uint16_t> pa;
       pa.a = ws.tb_.data() + ws.tb_off_[m];
       pa.lda = round_up(f.rank, 32);
@@ -558,8 +582,8 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
       pa.ldc = y.stride();
       pa.n = p_.d_out;
       pa.accumulate = true;
-      product<arch>(pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1);
-#endif
+      detail::MASQUANT_BUILD::on_bf16_family(
+          [&](auto bf16) { run_float_gemm(bf16, pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1); });
     } else {
       product_args<float> pa;
       pa.a = ws.t_.data() + ws.t_off_[m];
@@ -570,9 +594,9 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
       pa.n = p_.d_out;
       pa.accumulate = true;
       if (f32) {
-        product<arch>(pa, f.r32, tk.r0, tk.r1, tk.p0, tk.p1);
+        float_product(pa, f.r32, tk.r0, tk.r1, tk.p0, tk.p1);
       } else {
-        product<arch>(pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1);
+        float_product(pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1);
       }
     }
   });
@@ -641,12 +665,12 @@ inline void quantized_linear::reference_forward(matrix_view<const float> x,
     const bool bf16 = options_.storage == lowrank_storage::bfloat16;
     for (index_t i = 0; i < k; ++i)
       for (index_t c = 0; c < f.rank; ++c)
-        l(i, c) = bf16 ? detail::layer::panel_value(f.l16, i, c)
-                       : detail::layer::panel_value(f.l32, i, c);
+        l(i, c) =
+            bf16 ? detail::gemm::panel_value(f.l16, i, c) : detail::gemm::panel_value(f.l32, i, c);
     for (index_t i = 0; i < f.rank; ++i)
       for (index_t c = 0; c < n; ++c)
-        r(i, c) = bf16 ? detail::layer::panel_value(f.r16, i, c)
-                       : detail::layer::panel_value(f.r32, i, c);
+        r(i, c) =
+            bf16 ? detail::gemm::panel_value(f.r16, i, c) : detail::gemm::panel_value(f.r32, i, c);
     for (std::size_t g = 0; g < rows.size(); ++g) xm.row(static_cast<index_t>(g)) = xs.row(rows[g]);
     const row_matrix<double> corr = (xm * l) * r;
     for (std::size_t g = 0; g < rows.size(); ++g)

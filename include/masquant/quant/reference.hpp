@@ -136,7 +136,7 @@ inline quant_params quantize(matrix_view<const float> x, const quant_spec& spec,
   masquant::detail::check_same_shape(op, "output", x, q);
   masquant::detail::raise_non_finite(op, x);
   quant_params p = detail::params_of(x, spec);
-  quantize(x, spec, p, q);
+  reference::quantize(x, spec, p, q);
   return p;
 }
 
@@ -182,7 +182,7 @@ inline void fake_quant(matrix_view<const float> x, const quant_spec& spec, matri
 
 /// Reference of masquant::fake_quant_inplace.
 inline void fake_quant_inplace(matrix_view<float> x, const quant_spec& spec) {
-  fake_quant(x, spec, x);
+  reference::fake_quant(x, spec, x);
 }
 
 /// Reference of masquant::quantize_row_symmetric.

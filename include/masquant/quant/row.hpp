@@ -1,32 +1,14 @@
 // row.hpp: per-token symmetric quantization of one row, optionally of x ⊘ s (smoothing fused
-// in) — the primitive of the deployable linear's dynamic activation quantization.
+// in) — the primitive of the deployable linear's dynamic activation quantization. Each function
+// runs the best instruction-set family the CPU has; the trailing `isa` forces one (isa.hpp).
 #pragma once
 
 #include <cstdint>
+#include <masquant/isa.hpp>
 #include <masquant/quant/detail/common.hpp>
-#include <masquant/quant/detail/kernels.hpp>
-#include <xsimd/xsimd.hpp>
+#include <masquant/quant/detail/families.hpp>
 
 namespace masquant {
-
-namespace detail {
-
-/// The statistics pass of a symmetric row: Δ, or an error naming the first non-finite value.
-template <class Arch, class Src>
-inline qsimd::level_params symmetric_row_params(const char* op, const Src& src, const float* x,
-                                                const float* s, index_t n, int bits, index_t row) {
-  qsimd::run_stats st;
-  qsimd::absmax_run<Arch>(src, n, st);
-  if (!st.finite) raise_non_finite_row(op, x, s, n, row);
-  const std::int32_t qmax = (std::int32_t{1} << (bits - 1)) - 1;
-  qsimd::level_params lp;
-  lp.delta = symmetric_scale(st.hi, qmax);
-  lp.qmin = -static_cast<float>(qmax);
-  lp.qmax = static_cast<float>(qmax);
-  return lp;
-}
-
-}  // namespace detail
 
 /// Quantizes x[0..n) symmetrically with `bits` (2..8) and one scale: writes the levels
 /// q[j] = clamp(rne(x[j] / Δ), -qmax, qmax) and returns Δ = clamp(absmax / qmax, 1e-5, 1e4),
@@ -35,15 +17,14 @@ inline qsimd::level_params symmetric_row_params(const char* op, const Src& src, 
 /// Throws errc::invalid_argument (bits, n < 0, null pointers) or errc::non_finite naming the
 /// column (and `row` when row >= 0, for the caller's message); q is untouched on error.
 /// Reads x twice (absmax, then levels); the second read hits the cache for rows of L2 size.
-template <class Arch = xsimd::default_arch>
-float quantize_row_symmetric(const float* x, index_t n, int bits, std::int8_t* q,
-                             index_t row = -1) {
+MASQUANT_BUILD_TAG inline float quantize_row_symmetric(const float* x, index_t n, int bits,
+                                                       std::int8_t* q, index_t row = -1,
+                                                       isa_family isa = isa_family::automatic) {
   constexpr const char* op = "quantize_row_symmetric";
   detail::check_row_args(op, x, nullptr, false, n, bits, q);
-  const detail::qsimd::plain_source src{x};
-  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, nullptr, n, bits, row);
-  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::int8_sink{q, 0.0f});
-  return lp.delta;
+  return detail::MASQUANT_BUILD::on_quant_family(op, isa, [&](auto family) {
+    return run_quantize_row(family, op, x, nullptr, n, bits, q, row);
+  });
 }
 
 /// As quantize_row_symmetric, of the smoothed row x ⊘ s: every x[j] / s[j] is a float32
@@ -58,40 +39,36 @@ float quantize_row_symmetric(const float* x, index_t n, int bits, std::int8_t* q
 ///   float scale_i = masquant::quantize_row_symmetric_smoothed(x.row_data(i), smooth[m].data(),
 ///                                                             d_in, 8, qx.row_data(i), i);
 /// \endcode
-template <class Arch = xsimd::default_arch>
-float quantize_row_symmetric_smoothed(const float* x, const float* s, index_t n, int bits,
-                                      std::int8_t* q, index_t row = -1) {
+MASQUANT_BUILD_TAG inline float quantize_row_symmetric_smoothed(
+    const float* x, const float* s, index_t n, int bits, std::int8_t* q, index_t row = -1,
+    isa_family isa = isa_family::automatic) {
   constexpr const char* op = "quantize_row_symmetric_smoothed";
   detail::check_row_args(op, x, s, true, n, bits, q);
-  const detail::qsimd::smoothed_source src{x, s};
-  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, s, n, bits, row);
-  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::int8_sink{q, 0.0f});
-  return lp.delta;
+  return detail::MASQUANT_BUILD::on_quant_family(
+      op, isa, [&](auto family) { return run_quantize_row(family, op, x, s, n, bits, q, row); });
 }
 
 /// As quantize_row_symmetric, writing the dequantized values y[j] = q[j] · Δ (fake-quant) as
 /// float; returns Δ. y may be exactly x (in place).
-template <class Arch = xsimd::default_arch>
-float fake_quant_row_symmetric(const float* x, index_t n, int bits, float* y, index_t row = -1) {
+MASQUANT_BUILD_TAG inline float fake_quant_row_symmetric(const float* x, index_t n, int bits,
+                                                         float* y, index_t row = -1,
+                                                         isa_family isa = isa_family::automatic) {
   constexpr const char* op = "fake_quant_row_symmetric";
   detail::check_row_args(op, x, nullptr, false, n, bits, y);
-  const detail::qsimd::plain_source src{x};
-  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, nullptr, n, bits, row);
-  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::float_sink{y, lp.delta, 0.0f});
-  return lp.delta;
+  return detail::MASQUANT_BUILD::on_quant_family(op, isa, [&](auto family) {
+    return run_fake_quant_row(family, op, x, nullptr, n, bits, y, row);
+  });
 }
 
 /// As quantize_row_symmetric_smoothed, writing the dequantized values of x ⊘ s as float (the
 /// smoothed, fake-quantized activation); returns Δ. y may be exactly x (in place).
-template <class Arch = xsimd::default_arch>
-float fake_quant_row_symmetric_smoothed(const float* x, const float* s, index_t n, int bits,
-                                        float* y, index_t row = -1) {
+MASQUANT_BUILD_TAG inline float fake_quant_row_symmetric_smoothed(
+    const float* x, const float* s, index_t n, int bits, float* y, index_t row = -1,
+    isa_family isa = isa_family::automatic) {
   constexpr const char* op = "fake_quant_row_symmetric_smoothed";
   detail::check_row_args(op, x, s, true, n, bits, y);
-  const detail::qsimd::smoothed_source src{x, s};
-  const auto lp = detail::symmetric_row_params<Arch>(op, src, x, s, n, bits, row);
-  detail::qsimd::quantize_run<Arch>(src, n, lp, detail::qsimd::float_sink{y, lp.delta, 0.0f});
-  return lp.delta;
+  return detail::MASQUANT_BUILD::on_quant_family(
+      op, isa, [&](auto family) { return run_fake_quant_row(family, op, x, s, n, bits, y, row); });
 }
 
 }  // namespace masquant

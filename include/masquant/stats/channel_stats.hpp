@@ -8,9 +8,10 @@
 #include <cstdint>
 #include <limits>
 #include <masquant/error.hpp>
+#include <masquant/isa.hpp>
 #include <masquant/parallel.hpp>
-#include <masquant/stats/detail/gram_kernel.hpp>
-#include <masquant/stats/detail/moments_kernel.hpp>
+#include <masquant/stats/detail/families.hpp>
+#include <masquant/stats/detail/workspace.hpp>
 #include <masquant/tensor/view.hpp>
 #include <vector>
 
@@ -74,7 +75,7 @@ class channel_stats {
   /// `parallel` (optional) spreads the work over the host's threads; results do not depend on
   /// it. Throws errc::shape_mismatch when x has another column count, errc::non_finite for a
   /// NaN or infinity (naming token and channel); the accumulator is then unchanged.
-  void add(matrix_view<const float> x, const parallel_for_fn& parallel = {}) {
+  MASQUANT_BUILD_TAG void add(matrix_view<const float> x, const parallel_for_fn& parallel = {}) {
     MASQUANT_CHECK(x.cols() == channels_, errc::shape_mismatch, "channel_stats::add: block is ",
                    x.rows(), "x", x.cols(), " but the accumulator has ", channels_, " channels");
     rows_.clear();
@@ -209,7 +210,8 @@ class channel_stats {
   // Staging makes add() all or nothing: moments go to staged_ (reading state_ on the first
   // call, staged_ after), the Gram update waits for commit(), which runs only when every block
   // was finite. Returns false when a value is not finite (staged_ is then garbage).
-  bool stage(const float* const* rows, index_t n, const parallel_for_fn& parallel) {
+  MASQUANT_BUILD_TAG bool stage(const float* const* rows, index_t n,
+                                const parallel_for_fn& parallel) {
     if (n == 0) return true;
     const index_t c = channels_;
     const std::int64_t before = staging_ ? staged_count_ : count_;
@@ -219,9 +221,11 @@ class channel_stats {
     // keep the hardware prefetchers streaming; two tasks per 4096 channels feed two threads.
     constexpr index_t chunk = 2048;
     const index_t tasks = (c + chunk - 1) / chunk;
+    const isa_family family = detail::MASQUANT_BUILD::best();
     const auto task = [&](index_t k) {
-      detail::moments_update<detail::stats_arch>(rows, n, before, k * chunk,
-                                                 std::min(c, (k + 1) * chunk), in, out);
+      detail::MASQUANT_BUILD::on_family<hot_path::stats>(family, [&](auto f) {
+        run_moments_update(f, rows, n, before, k * chunk, std::min(c, (k + 1) * chunk), in, out);
+      });
     };
     if (parallel && tasks > 1) {
       parallel(tasks, task);
@@ -238,12 +242,14 @@ class channel_stats {
     return true;
   }
 
-  void commit(const parallel_for_fn& parallel) {
+  MASQUANT_BUILD_TAG void commit(const parallel_for_fn& parallel) {
     if (!staging_) return;
     if (gram_enabled_ && !pending_.empty()) {
-      detail::gram_update<detail::stats_arch>(pending_.data(),
-                                              static_cast<index_t>(pending_.size()), channels_,
-                                              gram_.data(), workspace_, parallel);
+      detail::MASQUANT_BUILD::on_family<hot_path::gram>(
+          detail::MASQUANT_BUILD::best(), [&](auto f) {
+            run_gram_update(f, pending_.data(), static_cast<index_t>(pending_.size()), channels_,
+                            gram_.data(), workspace_, parallel);
+          });
     }
     state_.swap(staged_);
     count_ = staged_count_;

@@ -81,8 +81,8 @@ class modality_stats {
   /// mix). All or nothing: throws errc::shape_mismatch (x columns, ids size),
   /// errc::out_of_range (an id >= modalities(), naming the token) or errc::non_finite (naming
   /// token and channel) with every accumulator unchanged. `parallel` as channel_stats::add.
-  void add(matrix_view<const float> x, vector_view<const modality_id> ids,
-           const parallel_for_fn& parallel = {}) {
+  MASQUANT_BUILD_TAG void add(matrix_view<const float> x, vector_view<const modality_id> ids,
+                              const parallel_for_fn& parallel = {}) {
     MASQUANT_CHECK(x.cols() == channels(), errc::shape_mismatch, "modality_stats::add: block is ",
                    x.rows(), "x", x.cols(), " but the accumulators have ", channels(), " channels");
     MASQUANT_CHECK(ids.size() == x.rows(), errc::shape_mismatch,
@@ -108,7 +108,8 @@ class modality_stats {
 
   /// Adds a block `x` `[tokens, channels()]` that is all modality m. Throws
   /// errc::out_of_range for an unknown id, otherwise as channel_stats::add.
-  void add(matrix_view<const float> x, modality_id m, const parallel_for_fn& parallel = {}) {
+  MASQUANT_BUILD_TAG void add(matrix_view<const float> x, modality_id m,
+                              const parallel_for_fn& parallel = {}) {
     MASQUANT_CHECK(m < per_.size(), errc::out_of_range, "modality_stats::add: no modality ", int(m),
                    " (", per_.size(), " known)");
     per_[m].add(x, parallel);

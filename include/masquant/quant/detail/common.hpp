@@ -1,5 +1,5 @@
 // common.hpp: argument checks, error messages and the scale / zero-point formulas shared by
-// masquant::reference and the SIMD path of the quant layer.
+// masquant::reference and the quant layer's kernels.
 #pragma once
 
 #include <algorithm>
@@ -12,22 +12,8 @@
 
 namespace masquant::detail {
 
-/// Δ of a symmetric quantizer: clamp(absmax / qmax, 1e-5, 1e4), a float32 division.
-inline float symmetric_scale(float absmax, std::int32_t qmax) noexcept {
-  return std::min(std::max(absmax / static_cast<float>(qmax), quant_min_scale), quant_max_scale);
-}
-
-/// Δ of an asymmetric quantizer: clamp((max - min) / qmax, 1e-5, 1e4) (max - min may overflow
-/// to +Inf, which the clamp maps to 1e4).
-inline float asymmetric_scale(float lo, float hi, std::int32_t qmax) noexcept {
-  return std::min(std::max((hi - lo) / static_cast<float>(qmax), quant_min_scale), quant_max_scale);
-}
-
-/// z of an asymmetric quantizer: rne(clamp(-min / Δ, -1e4, 1e4)).
-inline std::int32_t asymmetric_zero_point(float lo, float delta) noexcept {
-  const float t = std::min(std::max(-lo / delta, -quant_zero_point_clamp), quant_zero_point_clamp);
-  return static_cast<std::int32_t>(std::nearbyint(t));
-}
+// Δ and z: the formulas the reference and every family share.
+#include <masquant/quant/detail/formulas-inl.hpp>
 
 /// Writes "RxC" for error messages.
 struct shape_of {

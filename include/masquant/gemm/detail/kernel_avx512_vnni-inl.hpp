@@ -1,4 +1,5 @@
-// kernel_avx512_vnni.hpp: the zmm vpdpbusd micro-kernel: up to 6 rows x 64 columns.
+// kernel_avx512_vnni-inl.hpp: the avx512 family's zmm vpdpbusd micro-kernel: up to 6 rows x 64
+// columns.
 //
 // Register block: 6 rows x 4 zmm of 16 int32 columns = 24 accumulators, 4 weight vectors and one
 // broadcast. Per step of 4 k it loads 256 weight bytes (one column block step, contiguous) and
@@ -6,17 +7,6 @@
 // the activations the signed one. int4 weights are unpacked in registers (and, shift) so a
 // decode step streams half the bytes. A single row (decode) runs up to four column blocks at
 // once (run_row), so that four weight streams are in flight.
-#pragma once
-
-#include <cstdint>
-#include <masquant/config.hpp>
-#include <masquant/gemm/detail/layout.hpp>
-#include <masquant/gemm/detail/target.hpp>
-#include <masquant/gemm/detail/tile.hpp>
-
-#if MASQUANT_GEMM_HAVE_AVX512_VNNI
-
-namespace masquant::detail::gemm {
 
 struct avx512_vnni_kernel {
   static constexpr index_t tile_cols = 64;
@@ -25,7 +15,7 @@ struct avx512_vnni_kernel {
   static constexpr bool streams_output = true;  // honours tile_args::stream
 
   /// Orders this thread's non-temporal output stores before what follows (the end of a task).
-  MASQUANT_GEMM_TARGET_AVX512 static void stream_fence() noexcept { _mm_sfence(); }
+  static void stream_fence() noexcept { _mm_sfence(); }
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {
@@ -61,8 +51,7 @@ struct avx512_vnni_kernel {
   }
 
   /// sum_k a[k] (vpdpbusd with unsigned ones: 64 bytes per instruction).
-  MASQUANT_GEMM_TARGET_AVX512 static std::int32_t row_sum(const std::int8_t* a,
-                                                          index_t k) noexcept {
+  static std::int32_t row_sum(const std::int8_t* a, index_t k) noexcept {
     const __m512i ones = _mm512_set1_epi8(1);
     __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
     index_t i = 0;
@@ -86,7 +75,7 @@ struct avx512_vnni_kernel {
   /// R rows (of t[0].a, stride t[0].lda) against NB column tiles t[0..NB) sharing a and k:
   /// R · NB <= 6, i.e. at most 24 accumulators (6 x 1 for M > 1, 1 x 1..4 for decode).
   template <int R, int NB, bool Int4>
-  MASQUANT_GEMM_TARGET_AVX512 static void tile(const tile_args* t) noexcept {
+  __attribute__((noinline)) static void tile(const tile_args* t) noexcept {
     static_assert(R * NB <= 6);
     __m512i acc[NB][R][4];
 #pragma GCC unroll 4
@@ -141,9 +130,10 @@ struct avx512_vnni_kernel {
   // One step: 4 k of int8 weights times the activation bytes lo[r], or 8 k of int4 weights (low
   // nibbles times lo[r], high nibbles times hi[r]).
   template <int R, bool Int4>
-  MASQUANT_GEMM_TARGET_AVX512 static inline __attribute__((always_inline)) void step(
-      __m512i (&acc)[R][4], const std::uint8_t* b, const std::int32_t* lo,
-      const std::int32_t* hi) noexcept {
+  static inline __attribute__((always_inline)) void step(__m512i (&acc)[R][4],
+                                                         const std::uint8_t* b,
+                                                         const std::int32_t* lo,
+                                                         const std::int32_t* hi) noexcept {
     __m512i w[4];
 #pragma GCC unroll 4
     for (index_t v = 0; v < 4; ++v) w[v] = _mm512_load_si512(b + 64 * v);
@@ -162,8 +152,8 @@ struct avx512_vnni_kernel {
   }
 
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX512 static inline __attribute__((always_inline)) void madd(
-      __m512i (&acc)[R][4], const __m512i* w, const std::int32_t* x) noexcept {
+  static inline __attribute__((always_inline)) void madd(__m512i (&acc)[R][4], const __m512i* w,
+                                                         const std::int32_t* x) noexcept {
 #pragma GCC unroll 8
     for (index_t r = 0; r < R; ++r) {
       const __m512i xr = _mm512_set1_epi32(x[r]);
@@ -175,8 +165,8 @@ struct avx512_vnni_kernel {
   // Works from memory: indexing the accumulator registers in loops with branches would make
   // GCC keep them on the stack in the hot loop too.
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX512 static inline __attribute__((always_inline)) void finish(
-      const tile_args& t, std::int32_t (*acc)[64]) noexcept {
+  static inline __attribute__((always_inline)) void finish(const tile_args& t,
+                                                           std::int32_t (*acc)[64]) noexcept {
     if (t.acc_in != nullptr) {
       for (index_t r = 0; r < R; ++r) {
         for (index_t v = 0; v < 4; ++v) {
@@ -231,7 +221,3 @@ struct avx512_vnni_kernel {
     }
   }
 };
-
-}  // namespace masquant::detail::gemm
-
-#endif  // MASQUANT_GEMM_HAVE_AVX512_VNNI

@@ -1,4 +1,5 @@
-// kernel_avx2.hpp: the AVX2 micro-kernel without VNNI: up to 4 rows x 8 columns, exact.
+// kernel_avx2-inl.hpp: the avx2 family's AVX2 micro-kernel without VNNI: up to 4 rows x 8 columns,
+// exact.
 //
 // For int8 weights vpmaddubsw would add two u8 x s8 products in saturating int16
 // (255 * 128 * 2 > 32767), so this kernel widens instead: weight bytes zero-extended to int16
@@ -6,17 +7,6 @@
 // pairs of int16 products into int32 exactly. int4 nibbles are small enough for vpmaddubsw.
 // A single row (decode) runs a whole 64-column block per call (run_row): 8-column tiles would
 // read 32 bytes of every 256-byte step, a strided walk that keeps weights far below memory speed.
-#pragma once
-
-#include <cstdint>
-#include <masquant/config.hpp>
-#include <masquant/gemm/detail/layout.hpp>
-#include <masquant/gemm/detail/target.hpp>
-#include <masquant/gemm/detail/tile.hpp>
-
-#if MASQUANT_GEMM_HAVE_AVX2
-
-namespace masquant::detail::gemm {
 
 struct avx2_kernel {
   static constexpr index_t tile_cols = 8;
@@ -38,7 +28,7 @@ struct avx2_kernel {
   }
 
   /// sum_k a[k]: vpmaddubsw with unsigned ones (pairs fit int16), then vpmaddwd into int32.
-  MASQUANT_GEMM_TARGET_AVX2 static std::int32_t row_sum(const std::int8_t* a, index_t k) noexcept {
+  static std::int32_t row_sum(const std::int8_t* a, index_t k) noexcept {
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     __m256i s = _mm256_setzero_si256();
     index_t i = 0;
@@ -64,7 +54,7 @@ struct avx2_kernel {
   // int8 weights, R rows x 8 columns. acc[r][0]: columns 0..3, acc[r][1]: columns 4..7, two
   // int32 lanes per column, added at the end.
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX2 static void tile8(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void tile8(const tile_args& t) noexcept {
     __m256i acc[R][2];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
@@ -96,8 +86,9 @@ struct avx2_kernel {
 
   // One step of 4 k: the activation bytes go to int16 (a0 a1 a2 a3 repeated).
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void step8(
-      __m256i (&acc)[R][2], const std::uint8_t* b, const std::int32_t* x) noexcept {
+  static inline __attribute__((always_inline)) void step8(__m256i (&acc)[R][2],
+                                                          const std::uint8_t* b,
+                                                          const std::int32_t* x) noexcept {
     const __m256i w0 = _mm256_cvtepu8_epi16(load16(b));
     const __m256i w1 = _mm256_cvtepu8_epi16(load16(b + 16));
 #pragma GCC unroll 4
@@ -110,7 +101,7 @@ struct avx2_kernel {
 
   // int8 weights, one row x 64 columns: columns 8g..8g+7 accumulate in acc[g], the two halves
   // of each column added in the loop (vphaddd), so 8 accumulators fit the 16 ymm registers.
-  MASQUANT_GEMM_TARGET_AVX2 static void row8(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void row8(const tile_args& t) noexcept {
     __m256i acc[8];
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) acc[g] = _mm256_setzero_si256();
@@ -126,8 +117,9 @@ struct avx2_kernel {
     finish_row(t, acc);
   }
 
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void row_step8(
-      __m256i (&acc)[8], const std::uint8_t* b, std::int32_t x) noexcept {
+  static inline __attribute__((always_inline)) void row_step8(__m256i (&acc)[8],
+                                                              const std::uint8_t* b,
+                                                              std::int32_t x) noexcept {
     const __m256i xr = _mm256_cvtepi8_epi16(_mm_set1_epi32(x));
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) {
@@ -142,7 +134,7 @@ struct avx2_kernel {
   // products added), so each 32-byte step of the tile is 8 whole column sums after one
   // vpmaddwd with ones: no widening, lanes already in column order.
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX2 static void tile4(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void tile4(const tile_args& t) noexcept {
     __m256i acc[R];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
@@ -175,9 +167,9 @@ struct avx2_kernel {
   }
 
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void step4(
-      __m256i (&acc)[R], const std::uint8_t* b, const std::int32_t* lo,
-      const std::int32_t* hi) noexcept {
+  static inline __attribute__((always_inline)) void step4(__m256i (&acc)[R], const std::uint8_t* b,
+                                                          const std::int32_t* lo,
+                                                          const std::int32_t* hi) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0F);
     const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
     const __m256i wl = _mm256_and_si256(w, low);
@@ -190,7 +182,7 @@ struct avx2_kernel {
   }
 
   // int4 weights, one row x 64 columns: eight 8-column accumulators, as tile4 computes them.
-  MASQUANT_GEMM_TARGET_AVX2 static void row4(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void row4(const tile_args& t) noexcept {
     __m256i acc[8];
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) acc[g] = _mm256_setzero_si256();
@@ -207,8 +199,10 @@ struct avx2_kernel {
     finish_row(t, acc);
   }
 
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void row_step4(
-      __m256i (&acc)[8], const std::uint8_t* b, std::int32_t lo, std::int32_t hi) noexcept {
+  static inline __attribute__((always_inline)) void row_step4(__m256i (&acc)[8],
+                                                              const std::uint8_t* b,
+                                                              std::int32_t lo,
+                                                              std::int32_t hi) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0F);
     const __m256i xl = _mm256_set1_epi32(lo), xh = _mm256_set1_epi32(hi);
 #pragma GCC unroll 8
@@ -222,15 +216,16 @@ struct avx2_kernel {
 
   // The 8 column sums of one int4 step: low nibbles times the activation bytes xl, high
   // nibbles times xh (4 bytes broadcast), pairs in int16 (exact, see tile4), then int32.
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i nibble_sums(
-      __m256i wl, __m256i wh, __m256i xl, __m256i xh) noexcept {
+  static inline __attribute__((always_inline)) __m256i nibble_sums(__m256i wl, __m256i wh,
+                                                                   __m256i xl,
+                                                                   __m256i xh) noexcept {
     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, xl), _mm256_maddubs_epi16(wh, xh));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
   }
 
   // The 64 column sums of a row (acc[g]: columns 8g..8g+7, in order) through the epilogue.
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void finish_row(
-      const tile_args& t, const __m256i (&acc)[8]) noexcept {
+  static inline __attribute__((always_inline)) void finish_row(const tile_args& t,
+                                                               const __m256i (&acc)[8]) noexcept {
     alignas(32) std::int32_t out[8][8];
 #pragma GCC unroll 8
     for (index_t g = 0; g < 8; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(out[g]), acc[g]);
@@ -238,19 +233,17 @@ struct avx2_kernel {
   }
 
   // hadd of (columns 0..3, columns 4..7) gives (c0 c1 c4 c5 | c2 c3 c6 c7): back to column order.
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i column_order(
-      __m256i x) noexcept {
+  static inline __attribute__((always_inline)) __m256i column_order(__m256i x) noexcept {
     return _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
   }
 
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) __m128i load16(
-      const std::uint8_t* p) noexcept {
+  static inline __attribute__((always_inline)) __m128i load16(const std::uint8_t* p) noexcept {
     return _mm_load_si128(reinterpret_cast<const __m128i*>(p));
   }
 
   template <int R>
-  MASQUANT_GEMM_TARGET_AVX2 static inline __attribute__((always_inline)) void finish(
-      const tile_args& t, std::int32_t (*acc)[8]) noexcept {
+  static inline __attribute__((always_inline)) void finish(const tile_args& t,
+                                                           std::int32_t (*acc)[8]) noexcept {
     for (index_t r = 0; r < R; ++r) {
       __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[r]));
       if (t.acc_in != nullptr) {
@@ -276,7 +269,3 @@ struct avx2_kernel {
     }
   }
 };
-
-}  // namespace masquant::detail::gemm
-
-#endif  // MASQUANT_GEMM_HAVE_AVX2

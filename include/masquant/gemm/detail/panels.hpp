@@ -1,5 +1,5 @@
-// panels.hpp: the right-hand operands of the quantized linear's float and bf16 products (the
-// low-rank factors L and R, and the A16 weight), packed once into column panels of 16.
+// panels.hpp: the right-hand operands of the float and bf16 products (float_gemm: the quantized
+// linear's low-rank factors L and R, and its A16 weight), packed once into column panels of 16.
 //
 // A panel holds 16 consecutive columns of a [K, N] matrix, zero beyond N:
 //   f32:  element (k, c) at k * 16 + c                      (one 64-byte line per k)
@@ -15,7 +15,7 @@
 #include <masquant/detail/aligned_buffer.hpp>
 #include <masquant/detail/round_up.hpp>
 
-namespace masquant::detail::layer {
+namespace masquant::detail::gemm {
 
 inline constexpr index_t panel_cols = 16;
 
@@ -37,8 +37,6 @@ inline float from_bf16(std::uint16_t h) noexcept {
   std::memcpy(&f, &u, 4);
   return f;
 }
-
-enum class panel_format : std::uint8_t { f32, bf16 };
 
 /// A [K, N] matrix packed into ceil(N / 16) panels (see the file comment). Immutable once
 /// packed; `stride` is the number of elements of one panel.
@@ -93,4 +91,4 @@ inline float panel_value(const panels<std::uint16_t>& p, index_t k, index_t c) n
       p.panel(c / panel_cols)[(k / 2) * 2 * panel_cols + (c % panel_cols) * 2 + k % 2]);
 }
 
-}  // namespace masquant::detail::layer
+}  // namespace masquant::detail::gemm

@@ -1,4 +1,6 @@
-// driver.hpp: blocking, tasks and kernel selection of the INT8 GEMM.
+// int8_gemm-inl.hpp: the INT8 GEMM of one family — its micro-kernel, the blocking and tasks
+// around it, and the scalar epilogue every kernel shares for partial vectors. Family source
+// (detail/isa/foreach_family.hpp), compiled per family by int8_families.hpp.
 //
 // Work is split into tasks of up to 264 rows x 256 columns (4 column blocks), each over the whole
 // K, so every output element is computed by one task in one fixed order: results do not depend on
@@ -13,59 +15,89 @@
 // kernel's run_row when it has one (row_blocks > 0): whole 64-column blocks per call, read in
 // order, so the weights stream at memory speed instead of being strided through a narrower tile
 // at a time; up to row_blocks blocks at once, several weight streams.
-#pragma once
 
-#include <algorithm>
-#include <cstdint>
-#include <masquant/config.hpp>
-#include <masquant/gemm/detail/kernel_avx2.hpp>
-#include <masquant/gemm/detail/kernel_avx512_vnni.hpp>
-#include <masquant/gemm/detail/kernel_portable.hpp>
-#include <masquant/gemm/detail/kernel_ymm_vnni.hpp>
-#include <masquant/gemm/detail/layout.hpp>
-#include <masquant/gemm/detail/tile.hpp>
-#include <masquant/gemm/isa.hpp>
-#include <masquant/parallel.hpp>
+namespace int8 {
 
-namespace masquant::detail::gemm {
+using namespace masquant::detail::gemm;
 
-/// The whole problem, validated: C[m, n] from A[m, k] (int8) and packed B.
-struct problem {
-  const std::int8_t* a = nullptr;
-  index_t lda = 0;
-  const float* a_scale = nullptr;          // [m], null for int32 output
-  const std::int32_t* row_sums = nullptr;  // [m], or null: computed per task
-  index_t m = 0, n = 0, k = 0;
-  const std::uint8_t* b = nullptr;
-  index_t block_bytes = 0;
-  index_t blocks = 0;
-  int zero_point = 0;
-  bool int4 = false;
-  const float* b_scale = nullptr;  // padded to whole blocks
-  const float* bias = nullptr;
-  bool accumulate = false;
-  float* c = nullptr;
-  std::int32_t* c_int = nullptr;
-  index_t ldc = 0;
-};
+/// Columns [first, first + width) of t (first < t.cols): how a kernel whose row accumulates more
+/// columns than its epilogue takes hands them over a group at a time.
+inline tile_args column_slice(const tile_args& t, index_t first, index_t width) noexcept {
+  tile_args s = t;
+  s.b_scale += first;
+  if (s.bias != nullptr) s.bias += first;
+  if (s.c != nullptr) s.c += first;
+  if (s.c_int != nullptr) s.c_int += first;
+  s.cols = static_cast<int>(t.cols - first < width ? t.cols - first : width);
+  return s;
+}
 
-inline constexpr index_t task_rows_max = 264;       // rows per task (a multiple of 6, 4 and 3)
-inline constexpr index_t task_rows_max_split = 96;  // ... when K is split (workspace rows)
-inline constexpr index_t task_blocks = 4;           // 64-column blocks per task
-inline constexpr index_t kc_max = 12288;            // K above which it is split into blocks
-inline constexpr index_t workspace_cols = 64;       // widest tile
-// Outputs of at least this size are stored past the caches (non-temporal) when their rows are
-// whole aligned lines: each line of C is written once, and reading it for ownership first also
-// pushes activations out of L2 (~1% of the GEMM at M = 2048 on 2048 x 11008). Smaller outputs
-// stay in cache for the layer that reads them next.
-inline constexpr index_t stream_output_bytes = index_t{16} << 20;
+/// Loads 4 activation bytes as one little-endian int32 (unaligned, aliasing-safe).
+inline std::int32_t load4(const std::int8_t* p) noexcept {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
 
-struct blocking {
-  index_t mc = 0, m_tasks = 0;  // rows per task, tasks along M
-  index_t n_tasks = 0;          // tasks along N
-  index_t kc = 0, k_blocks = 0;
-  bool stream_output = false;  // full-width tiles store C non-temporally
-};
+/// Loads the first n (0..4) bytes at p, zero-filling the rest: the k tail never reads past the row.
+/// Loop- and call-free, so kernels keep their accumulators in registers around it.
+inline std::int32_t load4_partial(const std::int8_t* p, index_t n) noexcept {
+  const auto byte = [p](int i) {
+    return static_cast<std::uint32_t>(static_cast<std::uint8_t>(p[i]));
+  };
+  std::uint32_t v = 0;
+  if (n > 0) v = byte(0);
+  if (n > 1) v |= byte(1) << 8;
+  if (n > 2) v |= byte(2) << 16;
+  if (n > 3) v |= byte(3) << 24;
+  return static_cast<std::int32_t>(v);
+}
+
+/// Finishes one output element from its raw modular accumulator (acc_in already added).
+inline void finish_scalar(const tile_args& t, index_t r, index_t c, std::uint32_t acc) noexcept {
+  const auto x =
+      static_cast<std::int32_t>(acc - static_cast<std::uint32_t>(t.row_corr[r]));  // exact
+  if (t.c_int != nullptr) {
+    t.c_int[r * t.ldc + c] = x;
+    return;
+  }
+  float y = static_cast<float>(x) * (t.a_scale[r] * t.b_scale[c]);
+  if (t.bias != nullptr) y += t.bias[c];
+  float& out = t.c[r * t.ldc + c];
+  if (t.accumulate) y += out;
+  out = y;
+}
+
+/// Finishes a row of `width` raw accumulators held in memory (stores them when acc_out is set).
+/// Not inlined: a cold path (partial tiles, split K) that the compiler would otherwise copy into
+/// every kernel shape, once per combination of the conditions of finish_scalar (loop
+/// unswitching, which doubled the compile time of the layer).
+__attribute__((noinline)) inline void finish_row_scalar(const tile_args& t, index_t r,
+                                                        const std::int32_t* acc,
+                                                        index_t width) noexcept {
+  if (t.acc_out != nullptr) {
+    for (index_t c = 0; c < width; ++c) t.acc_out[r * width + c] = acc[c];
+    return;
+  }
+  for (index_t c = 0; c < t.cols; ++c) finish_scalar(t, r, c, static_cast<std::uint32_t>(acc[c]));
+}
+
+// Each kernel's tile functions are not inlined into the driver: the compiler would otherwise copy
+// them into every branch of run_task and run_row (loop unswitching on the problem's options),
+// for nothing but compile time; one call per tile over the whole K costs nothing.
+#if MASQUANT_FAMILY == MASQUANT_ISA_AVX512
+#include <masquant/gemm/detail/kernel_avx512_vnni-inl.hpp>
+using kernel = avx512_vnni_kernel;
+#elif MASQUANT_FAMILY == MASQUANT_ISA_AVX_VNNI
+#include <masquant/gemm/detail/kernel_ymm_vnni-inl.hpp>
+using kernel = ymm_vnni_kernel;
+#elif MASQUANT_FAMILY == MASQUANT_ISA_AVX2
+#include <masquant/gemm/detail/kernel_avx2-inl.hpp>
+using kernel = avx2_kernel;
+#else
+#include <masquant/gemm/detail/kernel_portable-inl.hpp>
+using kernel = portable_kernel;
+#endif
 
 template <class Kernel>
 blocking plan(const problem& p) noexcept {
@@ -189,25 +221,11 @@ void run(const problem& p, const parallel_for_fn& parallel) {
   parallel(tasks, [&p, &bl](index_t t) { run_task<Kernel>(p, bl, t); });
 }
 
-/// Runs the problem with the kernel of `isa` (a concrete, available ISA).
-inline void run(const problem& p, gemm_isa isa, const parallel_for_fn& parallel) {
-  if (p.m == 0 || p.n == 0) return;
-  switch (isa) {
-#if MASQUANT_GEMM_HAVE_AVX512_VNNI
-    case gemm_isa::avx512_vnni:
-      return run<avx512_vnni_kernel>(p, parallel);
-#endif
-#if MASQUANT_GEMM_HAVE_YMM_VNNI
-    case gemm_isa::avx_vnni:
-      return run<ymm_vnni_kernel>(p, parallel);
-#endif
-#if MASQUANT_GEMM_HAVE_AVX2
-    case gemm_isa::avx2:
-      return run<avx2_kernel>(p, parallel);
-#endif
-    default:
-      return run<portable_kernel>(p, parallel);
-  }
-}
+}  // namespace int8
 
-}  // namespace masquant::detail::gemm
+/// Runs the validated problem with this family's kernel.
+inline void run_int8_gemm(tag, const masquant::detail::gemm::problem& p,
+                          const parallel_for_fn& parallel) {
+  if (p.m == 0 || p.n == 0) return;
+  int8::run<int8::kernel>(p, parallel);
+}

@@ -1,22 +1,10 @@
-// kernel_ymm_vnni.hpp: the ymm vpdpbusd micro-kernel: up to 3 rows x 32 columns.
+// kernel_ymm_vnni-inl.hpp: the avx_vnni family's micro-kernel (VEX vpdpbusd on ymm): up to 3
+// rows x 32 columns. Family source, included by int8_gemm-inl.hpp.
 //
 // Written for the 16 ymm registers of AVX-VNNI: 3 rows x 4 ymm of 8 int32 columns = 12
-// accumulators, 3 broadcasts and one weight vector. Compiled with the VEX instruction
-// (_mm256_dpbusd_avx_epi32) when AVX-VNNI is the target, and with its AVX512-VL EVEX form
-// (_mm256_dpbusd_epi32) when only AVX-512 VNNI is, so the same kernel is testable on both.
-// A single row (decode) runs a whole 64-column block per call (run_row, 8 accumulators), so
-// the weights are read in order rather than half of every 256-byte step at a time.
-#pragma once
-
-#include <cstdint>
-#include <masquant/config.hpp>
-#include <masquant/gemm/detail/layout.hpp>
-#include <masquant/gemm/detail/target.hpp>
-#include <masquant/gemm/detail/tile.hpp>
-
-#if MASQUANT_GEMM_HAVE_YMM_VNNI
-
-namespace masquant::detail::gemm {
+// accumulators, 3 broadcasts and one weight vector. A single row (decode) runs a whole 64-column
+// block per call (run_row, 8 accumulators), so the weights are read in order rather than half of
+// every 256-byte step at a time.
 
 struct ymm_vnni_kernel {
   static constexpr index_t tile_cols = 32;
@@ -36,8 +24,7 @@ struct ymm_vnni_kernel {
   }
 
   /// sum_k a[k] (vpdpbusd with unsigned ones: 32 bytes per instruction).
-  MASQUANT_GEMM_TARGET_YMM_VNNI static std::int32_t row_sum(const std::int8_t* a,
-                                                            index_t k) noexcept {
+  static std::int32_t row_sum(const std::int8_t* a, index_t k) noexcept {
     const __m256i ones = _mm256_set1_epi8(1);
     __m256i s = _mm256_setzero_si256();
     index_t i = 0;
@@ -59,7 +46,7 @@ struct ymm_vnni_kernel {
   }
 
   template <int R, bool Int4>
-  MASQUANT_GEMM_TARGET_YMM_VNNI static void tile(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void tile(const tile_args& t) noexcept {
     __m256i acc[R][4];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) {
@@ -103,7 +90,7 @@ struct ymm_vnni_kernel {
 
  private:
   template <bool Int4>
-  MASQUANT_GEMM_TARGET_YMM_VNNI static void row(const tile_args& t) noexcept {
+  __attribute__((noinline)) static void row(const tile_args& t) noexcept {
     __m256i acc[8];
 #pragma GCC unroll 8
     for (index_t v = 0; v < 8; ++v) acc[v] = _mm256_setzero_si256();
@@ -127,8 +114,9 @@ struct ymm_vnni_kernel {
   }
 
   template <bool Int4>
-  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) void row_step(
-      __m256i (&acc)[8], const std::uint8_t* b, std::int32_t lo, std::int32_t hi) noexcept {
+  static inline __attribute__((always_inline)) void row_step(__m256i (&acc)[8],
+                                                             const std::uint8_t* b, std::int32_t lo,
+                                                             std::int32_t hi) noexcept {
     const __m256i xl = _mm256_set1_epi32(lo);
     const __m256i low = _mm256_set1_epi8(0x0F);
 #pragma GCC unroll 8
@@ -143,22 +131,19 @@ struct ymm_vnni_kernel {
     }
   }
 
-  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) __m256i dot(
-      __m256i acc, __m256i w, __m256i x) noexcept {
-#if MASQUANT_GEMM_YMM_VNNI_VEX
+  static inline __attribute__((always_inline)) __m256i dot(__m256i acc, __m256i w,
+                                                           __m256i x) noexcept {
     return _mm256_dpbusd_avx_epi32(acc, w, x);
-#else
-    return _mm256_dpbusd_epi32(acc, w, x);
-#endif
   }
 
   // One step: 4 k of int8 weights times lo[r], or 8 k of int4 weights (low nibbles times lo[r],
   // high nibbles times hi[r]). One weight vector live at a time: 12 accumulators + 3 broadcasts
   // + 1 fit the 16 registers of AVX-VNNI.
   template <int R, bool Int4>
-  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) void step(
-      __m256i (&acc)[R][4], const std::uint8_t* b, const std::int32_t* lo,
-      const std::int32_t* hi) noexcept {
+  static inline __attribute__((always_inline)) void step(__m256i (&acc)[R][4],
+                                                         const std::uint8_t* b,
+                                                         const std::int32_t* lo,
+                                                         const std::int32_t* hi) noexcept {
     __m256i x[R];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) x[r] = _mm256_set1_epi32(lo[r]);
@@ -184,8 +169,8 @@ struct ymm_vnni_kernel {
   }
 
   template <int R>
-  MASQUANT_GEMM_TARGET_YMM_VNNI static inline __attribute__((always_inline)) void finish(
-      const tile_args& t, std::int32_t (*acc)[32]) noexcept {
+  static inline __attribute__((always_inline)) void finish(const tile_args& t,
+                                                           std::int32_t (*acc)[32]) noexcept {
     for (index_t r = 0; r < R; ++r) {
       if (t.acc_in != nullptr) {
         for (index_t c = 0; c < 32; ++c) {  // modular, as the kernel's sums
@@ -216,7 +201,3 @@ struct ymm_vnni_kernel {
     }
   }
 };
-
-}  // namespace masquant::detail::gemm
-
-#endif  // MASQUANT_GEMM_HAVE_YMM_VNNI

@@ -1,12 +1,5 @@
-// kernel_portable.hpp: the plain C++ micro-kernel (any CPU); 64 columns x up to 4 rows.
-#pragma once
-
-#include <cstdint>
-#include <masquant/config.hpp>
-#include <masquant/gemm/detail/layout.hpp>
-#include <masquant/gemm/detail/tile.hpp>
-
-namespace masquant::detail::gemm {
+// kernel_portable-inl.hpp: the portable family's plain C++ micro-kernel (any CPU); 64 columns x up
+// to 4 rows.
 
 /// Accumulates in uint32 (modular, so no signed overflow whatever the unsigned weight bytes
 /// sum to); the zero-point correction in the epilogue makes the result exact.
@@ -68,5 +61,3 @@ struct portable_kernel {
     }
   }
 };
-
-}  // namespace masquant::detail::gemm
