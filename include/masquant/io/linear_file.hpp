@@ -58,8 +58,34 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
 /// the reference modality, a correction of the reference modality, L without R), and what
 /// quantized_linear_params::validate() reports, prefixed with the file and the layer prefix.
 inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
+                                           const std::vector<std::string>& modalities,
+                                           int weight_bits, int activation_bits);
+
+inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
                                            const std::string& reference, int weight_bits,
                                            int activation_bits) {
+  // Modalities: every P.smooth.<m>, reference first, the others in name order.
+  const std::string smooth_prefix = prefix + ".smooth.";
+  std::vector<std::string> names;
+  for (const auto& t : file.tensors())
+    if (t.name.compare(0, smooth_prefix.size(), smooth_prefix) == 0 &&
+        t.name.size() > smooth_prefix.size() &&
+        t.name.find('.', smooth_prefix.size()) == std::string::npos)
+      names.push_back(t.name.substr(smooth_prefix.size()));
+  std::sort(names.begin(), names.end());
+  const auto ref = std::find(names.begin(), names.end(), reference);
+  MASQUANT_CHECK(ref != names.end(), errc::format_error, file.source(), ": missing tensor '",
+                 smooth_prefix, reference, "' (the reference modality's smoothing)");
+  std::rotate(names.begin(), ref, ref + 1);
+  return load_linear(file, prefix, names, weight_bits, activation_bits);
+}
+
+/// load_linear() with the modalities given, in id order (modalities[0] is the reference): every
+/// one must have its P.smooth.<m>; a P.smooth.<m> or P.lowrank.<m> of a modality not listed is a
+/// format error naming the tensor.
+inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
+                                           const std::vector<std::string>& modalities,
+                                           int weight_bits, int activation_bits) {
   const std::string& src = file.source();
   auto need = [&](const std::string& name) -> const tensor_info& {
     const tensor_info* t = file.find(name);
@@ -95,19 +121,17 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
     p.bias = file.load_f32(b->name).values();
   }
 
-  // Modalities: every P.smooth.<m>, reference first.
   const std::string smooth_prefix = prefix + ".smooth.";
-  std::vector<std::string> names;
+  const std::vector<std::string>& names = modalities;
+  MASQUANT_CHECK(!names.empty(), errc::invalid_argument, src, ": layer '", prefix,
+                 "': no modalities given");
+  const std::string& reference = names.front();
   for (const auto& t : file.tensors())
-    if (t.name.compare(0, smooth_prefix.size(), smooth_prefix) == 0 &&
-        t.name.size() > smooth_prefix.size() &&
-        t.name.find('.', smooth_prefix.size()) == std::string::npos)
-      names.push_back(t.name.substr(smooth_prefix.size()));
-  std::sort(names.begin(), names.end());
-  const auto ref = std::find(names.begin(), names.end(), reference);
-  MASQUANT_CHECK(ref != names.end(), errc::format_error, src, ": missing tensor '", smooth_prefix,
-                 reference, "' (the reference modality's smoothing)");
-  std::rotate(names.begin(), ref, ref + 1);
+    if (t.name.compare(0, smooth_prefix.size(), smooth_prefix) == 0)
+      MASQUANT_CHECK(
+          std::find(names.begin(), names.end(), t.name.substr(smooth_prefix.size())) != names.end(),
+          errc::format_error, src, ": tensor '", t.name,
+          "' smooths a modality the layer does not have (", names.size(), " given)");
   p.modality_names = names;
   for (const auto& m : names) {
     const tensor_info& s = need(smooth_prefix + m);

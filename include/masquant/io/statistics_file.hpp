@@ -192,6 +192,17 @@ class statistics_file {
   bool has(std::string_view input) const { return records_.find(input) != records_.end(); }
   /// Channels of an input's record; throws errc::out_of_range naming the input and file.
   index_t channels(std::string_view input) const { return entry(input).channels; }
+  /// Per modality (id order): the tokens of an input's record (reads only the counts).
+  std::vector<std::int64_t> tokens(std::string_view input) const {
+    (void)entry(input);
+    std::vector<std::int64_t> out;
+    for (const auto& name : names_)
+      out.push_back(file_
+                        .view<std::int64_t>(
+                            detail::statistics_file_codec::tensor(std::string(input), name, 0))
+                        .data()[0]);
+    return out;
+  }
   /// Per modality (id order): whether an input's record keeps its Gram matrix.
   const std::vector<bool>& gram_flags(std::string_view input) const { return entry(input).gram; }
 

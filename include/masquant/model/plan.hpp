@@ -210,12 +210,9 @@ inline quantization_plan make_plan(
                      ".bias is ", b.shape, ", expected [", l.d_out, "]");
       l.bias = true;
     }
-    l.settings = recipe.defaults;
+    l.settings = recipe.settings_of(p);
     for (std::size_t i = 0; i < overrides.size(); ++i)
-      if (overrides[i].matches(p)) {
-        l.settings = l.settings.overridden_by(recipe.overrides[i].settings);
-        override_used[i] = true;
-      }
+      override_used[i] = override_used[i] || overrides[i].matches(p);
     chosen.emplace(p, std::move(l));
   }
   for (std::size_t i = 0; i < targets.size(); ++i)

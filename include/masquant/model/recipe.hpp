@@ -211,6 +211,14 @@ struct quantization_recipe {
   linear_settings defaults = linear_settings::defaults();
   std::vector<recipe_override> overrides;
 
+  /// The settings of linear `name`: the defaults with every matching override applied in order.
+  linear_settings settings_of(const std::string& name) const {
+    linear_settings s = defaults;
+    for (const auto& o : overrides)
+      if (name_pattern(o.match).matches(name)) s = s.overridden_by(o.settings);
+    return s;
+  }
+
   /// Throws errc::invalid_argument naming the first bad field (patterns, settings, groups).
   void validate() const {
     MASQUANT_CHECK(!targets.empty(), errc::invalid_argument, "recipe: \"targets\" is empty");
