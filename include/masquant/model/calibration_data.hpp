@@ -121,7 +121,12 @@ class calibration_data {
       found = true;
       s.channels = c;
       const auto n = f->tokens(key);
-      for (std::size_t m = 0; m < n.size(); ++m) s.tokens[m] += n[m];
+      const auto& g = f->gram_flags(key);
+      if (s.gram.empty()) s.gram.assign(g.size(), true);
+      for (std::size_t m = 0; m < n.size(); ++m) {
+        s.tokens[m] += n[m];
+        s.gram[m] = s.gram[m] && (g[m] || n[m] == 0);
+      }
     }
     return found ? std::optional(s) : std::nullopt;
   }

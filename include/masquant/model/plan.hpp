@@ -59,6 +59,8 @@ struct plan_shard {
 struct input_summary {
   index_t channels = 0;
   std::vector<std::int64_t> tokens;
+  /// Per modality: whether the statistics keep its Gram matrix (empty: computed as needed).
+  std::vector<bool> gram;
 };
 
 /// The whole output of quantizing a checkpoint.
@@ -287,8 +289,14 @@ inline quantization_plan make_plan(
         rank_policy policy;
         policy.rank = *l.settings.rank;
         policy.min_rank = *l.settings.min_rank;
-        for (std::size_t m = 1; m < modalities.size(); ++m)
-          if (summary->tokens[m] > 0) l.ranks[m] = policy.resolve(l.d_in, l.d_out);
+        for (std::size_t m = 1; m < modalities.size(); ++m) {
+          if (summary->tokens[m] == 0) continue;
+          MASQUANT_CHECK(summary->gram.empty() || summary->gram[m], errc::invalid_argument, op,
+                         ": the statistics of input '", key, "' keep no Gram matrix of modality '",
+                         modalities[m], "', which the compensation of ", l.name,
+                         " needs (capture it with the Gram matrix, or give it rank 0)");
+          l.ranks[m] = policy.resolve(l.d_in, l.d_out);
+        }
       }
       consumed.insert(l.name + ".weight");
       if (l.bias) consumed.insert(l.name + ".bias");
