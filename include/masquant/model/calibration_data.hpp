@@ -104,6 +104,7 @@ class calibration_data {
     input_summary s;
     s.tokens.assign(modalities_.size(), 0);
     bool found = false;
+    std::vector<bool> first_gram;
     if (raw_) {
       for (std::size_t m = 0; m < modalities_.size(); ++m)
         if (const tensor_info* t = token_tensor(key, m)) {
@@ -122,7 +123,13 @@ class calibration_data {
       s.channels = c;
       const auto n = f->tokens(key);
       const auto& g = f->gram_flags(key);
-      if (s.gram.empty()) s.gram.assign(g.size(), true);
+      MASQUANT_CHECK(s.gram.empty() || first_gram == g, errc::invalid_argument, f->source(),
+                     ": input '", key, "' keeps Gram matrices for other modalities than in ",
+                     stats_.front()->source(), " (shards of one capture must agree)");
+      if (s.gram.empty()) {
+        s.gram.assign(g.size(), true);
+        first_gram = g;
+      }
       for (std::size_t m = 0; m < n.size(); ++m) {
         s.tokens[m] += n[m];
         s.gram[m] = s.gram[m] && (g[m] || n[m] == 0);
