@@ -13,7 +13,7 @@
 
 #include <chrono>
 #include <masquant/quant/fake_quant.hpp>
-#include <masquant/smooth/detail/evaluator.hpp>
+#include <masquant/smooth/detail/fake_quant_model.hpp>
 #include <masquant/smooth/sqnr.hpp>
 #include <masquant/tensor/eigen.hpp>
 #include <random>
@@ -89,8 +89,8 @@ void bm_mas_step(benchmark::State& state) {
   const masquant::modality_inputs in{masquant::view_of(p.x)};
   masquant::quant_spec w4{};
   w4.bits = 4;
-  masquant::detail::smoothing_evaluator<float> ev(g, in, w4, masquant::quant_spec{}, {},
-                                                  masquant::detail::smooth_output_cache_elements);
+  masquant::detail::fake_quant_model<float> ev(g, in, w4, masquant::quant_spec{}, {},
+                                               masquant::detail::smooth_output_cache_elements);
   std::vector<double> ga(static_cast<std::size_t>(d)), gb(static_cast<std::size_t>(d));
   rowf a = p.x, r(batch, d), da(batch, d), dw(d, d);
   auto gemms = [&] {

@@ -3,10 +3,17 @@
 #pragma once
 
 #include <masquant/calibrate/calibrate.hpp>
+#include <masquant/calibrate/compensate.hpp>
 #include <masquant/calibrate/config.hpp>
+#include <masquant/calibrate/evaluate.hpp>
+#include <masquant/calibrate/factors.hpp>
+#include <masquant/calibrate/problem.hpp>
 #include <masquant/calibrate/report.hpp>
 #include <masquant/calibrate/result.hpp>
+#include <masquant/calibrate/shared_weight.hpp>
+#include <masquant/calibrate/statistics.hpp>
 #include <masquant/config.hpp>
+#include <masquant/enum_names.hpp>
 #include <masquant/error.hpp>
 #include <masquant/gemm/int8_gemm.hpp>
 #include <masquant/gemm/isa.hpp>
@@ -27,6 +34,7 @@
 #include <masquant/quant/quantize.hpp>
 #include <masquant/quant/reference.hpp>
 #include <masquant/quant/row.hpp>
+#include <masquant/quant/smoothed_weight.hpp>
 #include <masquant/quant/spec.hpp>
 #include <masquant/smooth/alpha_search.hpp>
 #include <masquant/smooth/mas.hpp>

@@ -142,7 +142,7 @@ BOOST_AUTO_TEST_CASE(non_finite_values_are_named_by_tensor_row_and_column) {
         const char* name = m == 0 ? "'text'" : m == 1 ? "'vision'" : "'audio'";
         expect_error(
             [&] { calibrate(t.w.cview(), t.b(), in); }, errc::non_finite,
-            {"calibrate", name, "token " + std::to_string(r), "channel " + std::to_string(c)});
+            {"calibrate", name, "row " + std::to_string(r), "column " + std::to_string(c)});
       }
     }
   }
@@ -152,7 +152,7 @@ BOOST_AUTO_TEST_CASE(non_finite_values_are_named_by_tensor_row_and_column) {
   const std::vector<modality_id> ids(static_cast<std::size_t>(x.rows), 0);
   expect_error(
       [&] { calibrate(t.w.cview(), t.b(), x.cview(), vector_view<const modality_id>(ids)); },
-      errc::non_finite, {"calibrate", "'text'", "token 5", "channel 2"});
+      errc::non_finite, {"calibrate", "'text'", "row 5", "column 2"});
 }
 
 // A channel no token activates, a zero weight column and a zero weight row: factor 1 (policy

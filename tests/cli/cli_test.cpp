@@ -243,13 +243,14 @@ BOOST_AUTO_TEST_CASE(bad_files_fail_cleanly) {
   };
   auto nan_text = lf.text;
   nan_text(7, 3) = NAN;
-  expect_failure(s,
-                 calib(with("nan",
-                            [&](safetensors_writer& w) {
-                              w.add("p.weight", lf.w0.cview());
-                              w.add("p.inputs.text", nan_text.cview());
-                            })),
-                 1, "'p.inputs.text' has the non-finite value nan at row 7, column 3", out);
+  expect_failure(
+      s,
+      calib(with("nan",
+                 [&](safetensors_writer& w) {
+                   w.add("p.weight", lf.w0.cview());
+                   w.add("p.inputs.text", nan_text.cview());
+                 })),
+      1, "tensor 'p.inputs.text' (40x32) has the non-finite value nan at row 7, column 3", out);
   expect_failure(
       s,
       calib(with("noweight",

@@ -319,4 +319,79 @@ BOOST_AUTO_TEST_CASE(calibrate_from_several_threads) {
   }
 }
 
+// calibrate() is its stages run in order: running them one by one (as a model-level pipeline
+// does) gives the same parameters and report, bit for bit.
+BOOST_AUTO_TEST_CASE(stages_compose_to_calibrate) {
+  toy_layer L;
+  calibration_config c;
+  c.weight_bits = 4;
+  c.learn_steps = 4;
+  c.learning.batch_tokens = 64;
+  c.alpha_search = true;
+  c.quantized_compensation = true;
+  const auto want = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+
+  const calibration_problem problem(L.w.cview(), L.b(), {"text", "vision", "audio"}, L.inputs(), c);
+  const calibration_statistics stats = collect_statistics(problem);
+  const smoothing_stage init = initial_factors(problem, stats);
+  const learning_stage learned = learn_factors(problem, stats, init);
+  const quantized_matrix shared = quantize_shared_weight(problem, learned.factors);
+  const compensation_stage comp = compensate(problem, stats, learned.factors, shared);
+  BOOST_TEST(init.merged == want.merged_factor);
+  BOOST_TEST(learned.factors == want.params.smooth);
+  BOOST_TEST(shared.levels == want.params.qweight);
+  BOOST_TEST(shared.params.scales == want.params.wscale);
+  for (std::size_t m = 1; m < 3; ++m) {
+    BOOST_TEST((comp.lowrank[m].L == want.params.lowrank[m].L));
+    BOOST_TEST((comp.lowrank[m].R == want.params.lowrank[m].R));
+  }
+  const auto scores = evaluate_report(problem, stats, want.params, want.merged_factor);
+  for (std::size_t m = 0; m < 3; ++m) {
+    BOOST_TEST((scores[m].status == score_status::computed));
+    BOOST_TEST(scores[m].sqnr_db == want.report.modalities[m].sqnr_db);
+  }
+  // And calibrate(problem, stats) is the rest of the pipeline.
+  const auto rest = calibrate(problem, stats);
+  BOOST_TEST(rest.params.smooth == want.params.smooth);
+  BOOST_TEST(rest.report.modalities[1].sqnr_db == want.report.modalities[1].sqnr_db);
+}
+
+// The default loss weights go by modality name: the tool's order text, audio, vision halves
+// vision, not audio (the solvers' old default by id halved id 1).
+BOOST_AUTO_TEST_CASE(default_modality_weights_follow_the_names) {
+  toy_layer L;
+  calibration_config c;
+  c.weight_bits = 4;
+  c.learn_steps = 6;
+  c.learning.batch_tokens = 0;
+  const modality_inputs tav{L.text.cview(), L.audio.cview(), L.vision.cview()};
+  const auto by_name = calibrate(L.w.cview(), L.b(), tav, c, {"text", "audio", "vision"});
+  c.modality_weights = {1.0, 1.0, 0.5};
+  const auto explicit_weights = calibrate(L.w.cview(), L.b(), tav, c, {"text", "audio", "vision"});
+  BOOST_TEST(by_name.params.smooth == explicit_weights.params.smooth);
+  BOOST_TEST(by_name.report.learning.final_loss == explicit_weights.report.learning.final_loss);
+  c.modality_weights = {1.0, 0.5, 1.0};
+  const auto by_id = calibrate(L.w.cview(), L.b(), tav, c, {"text", "audio", "vision"});
+  BOOST_TEST(by_id.report.learning.final_loss != by_name.report.learning.final_loss);
+}
+
+// The report's shared_no_cmc stage runs the deployable linear with skip_lowrank: the same
+// output as the parameters without their low-rank factors, bit for bit.
+BOOST_AUTO_TEST_CASE(skip_lowrank_is_the_shared_weight_alone) {
+  toy_layer L;
+  const auto r = calibrate(L.w.cview(), L.b(), L.inputs());
+  quantized_linear_params shared = r.params;
+  for (auto& f : shared.lowrank) f = {};
+  const quantized_linear with(r.params), without(shared);
+  const std::vector<modality_id> ids(static_cast<std::size_t>(L.vision.rows), 1);
+  matrix<float> a(L.vision.rows, L.d_out), b(L.vision.rows, L.d_out), c(L.vision.rows, L.d_out);
+  forward_options skip;
+  skip.skip_lowrank = true;
+  with.forward(L.vision.cview(), ids, a.view(), skip);
+  without.forward(L.vision.cview(), ids, b.view());
+  with.forward(L.vision.cview(), ids, c.view());
+  BOOST_TEST(a.data == b.data);
+  BOOST_TEST(a.data != c.data);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,9 +1,12 @@
-// Tests of the masquant tool's strict argument parser (tools/masquant/args.hpp).
+// Tests of the masquant tool's strict argument parser (tools/masquant/args.hpp), and of the
+// flags of `calibrate` against the calibration config (tools/masquant/command_specs.hpp).
 #include <boost/test/unit_test.hpp>
 #include <string>
 #include <vector>
 
 #include "masquant/args.hpp"
+#include "masquant/cli_common.hpp"
+#include "masquant/command_specs.hpp"
 
 using namespace masquant::cli;
 
@@ -62,6 +65,42 @@ BOOST_AUTO_TEST_CASE(help) {
   const std::string h = help_text(spec);
   BOOST_TEST(h.find("--wbits N") != std::string::npos);
   BOOST_TEST(h.find("(default: 8)") != std::string::npos);
+}
+
+// The help shows the defaults the tool uses (rendered from tool_default_config(), not repeated
+// literals), the choices come from the enums' name tables, and no flag gives that config.
+BOOST_AUTO_TEST_CASE(calibrate_defaults_come_from_the_config) {
+  const masquant::calibration_config d = tool_default_config();
+  BOOST_TEST(d.learn_steps == 50);  // the tool's one default that differs from the library's
+  const std::string h = help_text(calibrate_spec);
+  BOOST_TEST(h.find("rtn | smoothquant | mas (default: mas)") != std::string::npos, h);
+  BOOST_TEST(h.find("cholesky | eigen | none (default: cholesky)") != std::string::npos, h);
+  BOOST_TEST(h.find("(default: 50)") != std::string::npos);
+  BOOST_TEST(h.find("(default: 1e-6)") != std::string::npos);
+  BOOST_TEST(h.find("(default: 0.05)") != std::string::npos);
+  const auto c = config_from_flags(parse(calibrate_spec, {"in", "-o", "out"}));
+  BOOST_TEST(c.weight_bits == d.weight_bits);
+  BOOST_TEST(c.learn_steps == d.learn_steps);
+  BOOST_TEST((c.method == d.method));
+  BOOST_TEST(c.alpha == d.alpha);
+  BOOST_TEST(!c.alpha_search);
+  BOOST_TEST(c.rank.rank == d.rank.rank);
+  BOOST_TEST(c.rank.min_rank == d.rank.min_rank);
+  BOOST_TEST((c.whitening.method == d.whitening.method));
+  BOOST_TEST(c.whitening.damping == d.whitening.damping);
+  BOOST_TEST(c.learning.learning_rate == d.learning.learning_rate);
+  BOOST_TEST(c.learning.batch_tokens == d.learning.batch_tokens);
+  BOOST_TEST(c.seed == d.seed);
+  const auto e = config_from_flags(
+      parse(calibrate_spec, {"in", "-o", "out", "--method", "rtn", "--whiten", "eigen"}));
+  BOOST_TEST((e.method == masquant::smoothing_method::rtn));
+  BOOST_TEST((e.whitening.method == masquant::whitening_method::eigen));
+  for (const auto& n : masquant::smoothing_method_names)
+    BOOST_TEST((masquant::parse_enum(masquant::smoothing_method_names, n.name) == n.value));
+  BOOST_TEST(!masquant::parse_enum(masquant::whitening_method_names, "cholesky ").has_value());
+  BOOST_TEST(number_text(1e-6) == "1e-6");
+  BOOST_TEST(number_text(0.05) == "0.05");
+  BOOST_TEST(number_text(2e10) == "2e10");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

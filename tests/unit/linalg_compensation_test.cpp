@@ -435,7 +435,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_operands) {
   Eigen::MatrixXd bad = dw;
   bad(2, 3) = std::numeric_limits<double>::infinity();
   const std::string finite = message_of([&] { compute_compensation(bad, c); });
-  BOOST_TEST(finite.find("delta_w (8x12) row 2 column 3") != std::string::npos);
+  BOOST_TEST(finite.find("delta_w (8x12) has the non-finite value inf at row 2, column 3") !=
+             std::string::npos);
   const Eigen::MatrixXd lower = c.triangularView<Eigen::Lower>();
   const std::string sym = message_of([&] { compute_compensation(dw, lower); });
   BOOST_TEST(sym.find("compute_compensation: gram (12x12) is not symmetric") != std::string::npos);
@@ -472,7 +473,9 @@ BOOST_AUTO_TEST_CASE(delta_weight_is_the_smoothed_minus_shared_weight) {
   row_matrix<float> nan = w;
   nan(4, 1) = std::numeric_limits<float>::quiet_NaN();
   const std::string msg = message_of([&] { delta_weight(nan, s, shared); });
-  BOOST_TEST(msg.find("delta_weight: weight (6x9) row 4 column 1") != std::string::npos);
+  BOOST_TEST(
+      msg.find("delta_weight: weight (6x9) has the non-finite value nan at row 4, column 1") !=
+      std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

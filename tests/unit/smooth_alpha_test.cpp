@@ -94,8 +94,16 @@ BOOST_AUTO_TEST_CASE(split_or_merged_choice) {
     alpha_search_options o;
     o.weight_spec.bits = 4;
     o.choose_split_or_merged = true;
+    // Without weights every modality counts 1 (the solvers know ids, not names).
+    auto plain = search_alpha(l.group(), in, a, w_of(l), o);
+    o.modality_weights = default_modality_weights({"text", "vision"});
     auto r = search_alpha(l.group(), in, a, w_of(l), o);
     BOOST_TEST(!r.merged_chosen);
+    {
+      auto split = modality_sqnr(l.group(), in, plain.factors, o);
+      BOOST_TEST(plain.split_score == split[0].db + split[1].db,
+                 boost::test_tools::tolerance(1e-12));
+    }
     // Scores as the reference defines them: Σ_m w_m·SQNR_m (text 1, vision 0.5).
     auto split = modality_sqnr(l.group(), in, r.factors, o);
     auto merged = modality_sqnr(l.group(), in, smoothing_factors(2, r.merged), o);

@@ -6,7 +6,8 @@
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <limits>
-#include <masquant/smooth/detail/evaluator.hpp>
+#include <masquant/quant/smoothed_weight.hpp>
+#include <masquant/smooth/detail/fake_quant_model.hpp>
 #include <masquant/smooth/mas.hpp>
 #include <random>
 #include <vector>
@@ -38,7 +39,7 @@ struct evaluated {
   double loss = 0;
   std::vector<std::vector<double>> ga, gb;
 };
-evaluated evaluate(detail::smoothing_evaluator<double>& ev, const modality_inputs& in,
+evaluated evaluate(detail::fake_quant_model<double>& ev, const modality_inputs& in,
                    const std::vector<std::vector<double>>& a,
                    const std::vector<std::vector<double>>& b, const std::vector<double>& w,
                    bool squared) {
@@ -82,7 +83,7 @@ BOOST_AUTO_TEST_CASE(gradient_matches_finite_differences_with_quantizers_off) {
   auto k = random_normal(3, 7, 0.3f, 52);
   linear_group g{{l.weight.cview(), k.cview()}, {}};  // a group: stacked outputs
   const auto in = l.inputs();
-  detail::smoothing_evaluator<double> ev(g, in, identity, identity, {});
+  detail::fake_quant_model<double> ev(g, in, identity, identity, {});
   const std::vector<double> w{1.0, 0.5, 1.0};
   std::vector<std::vector<double>> a, b;
   for (std::uint64_t m = 0; m < 3; ++m) {
@@ -137,7 +138,7 @@ BOOST_AUTO_TEST_CASE(gradient_matches_independent_ste_evaluation) {
   const auto in = l.inputs();
   const std::vector<double> w{1.0, 0.5};
   for (const auto& c : configs) {
-    detail::smoothing_evaluator<double> ev(l.group(), in, c.wspec, c.aspec, {});
+    detail::fake_quant_model<double> ev(l.group(), in, c.wspec, c.aspec, {});
     std::vector<std::vector<double>> s{random_positive(d_in, 60, 0.3, 3.0),
                                        random_positive(d_in, 61, 0.3, 3.0)};
     const auto e = evaluate(ev, in, s, s, w, false);
@@ -208,8 +209,8 @@ BOOST_AUTO_TEST_CASE(output_cache_is_transparent) {
   auto l = make_layer(20, 300, {700, 50}, {3}, 30.0f, 64);
   const auto in = l.inputs();
   const quant_spec w4{4, true, granularity::per_row, 0}, a8{};
-  detail::smoothing_evaluator<float> plain(l.group(), in, w4, a8, {});
-  detail::smoothing_evaluator<float> cached(l.group(), in, w4, a8, {}, 1 << 20);
+  detail::fake_quant_model<float> plain(l.group(), in, w4, a8, {});
+  detail::fake_quant_model<float> cached(l.group(), in, w4, a8, {}, 1 << 20);
   const auto s = sq_init(l);
   std::vector<index_t> rows;
   for (index_t n = 3; n < 700; n += 2) rows.push_back(n);
@@ -231,6 +232,48 @@ BOOST_AUTO_TEST_CASE(output_cache_is_transparent) {
 }
 
 // §11.8: weighted MAE normalised by d·(total token count, unweighted).
+// The solvers' model quantizes W·diag(b) exactly as quantize_smoothed() does (the shared weight
+// and every report stage): its dequantized weight equals the levels times their scales, bit for
+// bit, for symmetric and asymmetric, per-row, per-group and per-tensor quantizers.
+BOOST_AUTO_TEST_CASE(model_weight_is_quantize_smoothed) {
+  auto l = make_layer(20, 30, {40}, {3}, 30.0f, 70);
+  const auto in = l.inputs();
+  const auto s = sq_init(l)[0];
+  for (const quant_spec spec :
+       {quant_spec{4, true, granularity::per_row, 0}, quant_spec{8, true, granularity::per_row, 0},
+        quant_spec{3, false, granularity::per_group, 8},
+        quant_spec{8, true, granularity::per_tensor, 0}}) {
+    detail::fake_quant_model<float> model(l.group(), in, spec, identity, {});
+    model.run(0, s.data(), s.data(), nullptr, 4, false);
+    const quantized_matrix q =
+        quantize_smoothed(l.weight.cview(), vector_view<const float>(s), spec);
+    matrix<float> want(q.rows, q.cols);
+    dequantize(q.view(), spec, q.params, want.view());
+    bool same = true;
+    for (index_t o = 0; o < q.rows; ++o)
+      for (index_t j = 0; j < q.cols; ++j)
+        same = same && model.quantized_weight()(o, j) == want(o, j);
+    BOOST_TEST(same, spec);
+  }
+}
+
+// The solvers decide nothing by modality id: without weights every modality counts 1 (the old
+// default halved id 1, i.e. audio in the tool's order text, audio, vision), and the reference's
+// weights come from default_modality_weights(names).
+BOOST_AUTO_TEST_CASE(no_default_weights_by_modality_id) {
+  auto l = make_layer(16, 12, {64, 48, 32}, {2, 9}, 20.0f, 71);
+  const auto in = l.inputs();
+  mas_options o = small_options(4, 6, 0);
+  const auto unweighted = learn_mas(l.group(), in, sq_init(l), o);
+  o.modality_weights = {1.0, 1.0, 1.0};
+  const auto ones = learn_mas(l.group(), in, sq_init(l), o);
+  BOOST_TEST(unweighted.factors == ones.factors);
+  BOOST_TEST(unweighted.final_loss == ones.final_loss);
+  o.modality_weights = default_modality_weights({"text", "audio", "vision"});  // 1, 1, 0.5
+  const auto by_name = learn_mas(l.group(), in, sq_init(l), o);
+  BOOST_TEST(by_name.final_loss != ones.final_loss);
+}
+
 BOOST_AUTO_TEST_CASE(loss_normalisation) {
   auto l = make_layer(12, 8, {30, 20, 10}, {4}, 30.0f, 54);
   const auto in = l.inputs();
@@ -241,8 +284,8 @@ BOOST_AUTO_TEST_CASE(loss_normalisation) {
     return naive_forward(l.weight, {}, l.tokens[m], f[m], f[m], o.weight_spec, o.act_spec);
   };
   const double e0 = naive(0).abs_err, e1 = naive(1).abs_err, e2 = naive(2).abs_err;
-  // Default weights: text 1, vision 0.5, audio 1.
-  BOOST_TEST(reconstruction_loss(l.group(), in, f, o) == (e0 + 0.5 * e1 + e2) / (8.0 * 60.0),
+  // No weights: 1 for every modality (the solvers know ids, not names).
+  BOOST_TEST(reconstruction_loss(l.group(), in, f, o) == (e0 + e1 + e2) / (8.0 * 60.0),
              boost::test_tools::tolerance(1e-5));
   o.modality_weights = {1.0, 0.55, 0.15};
   BOOST_TEST(
@@ -252,7 +295,15 @@ BOOST_AUTO_TEST_CASE(loss_normalisation) {
   BOOST_TEST(reconstruction_loss(l.group(), in, f, o) ==
                  (naive(0).noise + 0.55 * naive(1).noise + 0.15 * naive(2).noise) / (8.0 * 60.0),
              boost::test_tools::tolerance(1e-5));
-  BOOST_TEST(default_modality_weights(3) == (std::vector<double>{1.0, 0.5, 1.0}));
+  // The reference's weights go by name, whatever the order of the ids.
+  BOOST_TEST(default_modality_weights({"text", "vision", "audio"}) ==
+             (std::vector<double>{1.0, 0.5, 1.0}));
+  BOOST_TEST(default_modality_weights({"text", "audio", "vision", "image"}) ==
+             (std::vector<double>{1.0, 1.0, 0.5, 0.5}));
+  o.loss = loss_kind::mae;
+  o.modality_weights = default_modality_weights({"text", "audio", "vision"});
+  BOOST_TEST(reconstruction_loss(l.group(), in, f, o) == (e0 + e1 + 0.5 * e2) / (8.0 * 60.0),
+             boost::test_tools::tolerance(1e-5));
 }
 
 BOOST_AUTO_TEST_CASE(learning_decreases_the_loss_and_beats_the_init) {

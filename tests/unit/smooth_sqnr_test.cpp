@@ -5,7 +5,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <limits>
-#include <masquant/smooth/detail/evaluator.hpp>
+#include <masquant/smooth/detail/fake_quant_model.hpp>
 #include <masquant/smooth/smoothquant.hpp>
 #include <masquant/smooth/sqnr.hpp>
 #include <random>
@@ -48,7 +48,7 @@ BOOST_AUTO_TEST_CASE(invariance_with_quantizers_off_float64) {
   auto l = make_layer(24, 10, {50, 40, 30}, {2, 11}, 30.0f, 21);
   const auto g = l.group();
   const auto in = l.inputs();
-  detail::smoothing_evaluator<double> ev(g, in, identity, identity, {});
+  detail::fake_quant_model<double> ev(g, in, identity, identity, {});
   std::vector<std::vector<double>> s;
   for (std::uint64_t m = 0; m < 3; ++m) {
     auto f = random_factors(24, 100 + m, 1e-2f, 1e3f);

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <masquant/calibrate/config.hpp>
+#include <masquant/detail/finite.hpp>
+#include <masquant/enum_names.hpp>
 #include <masquant/io/safetensors.hpp>
 #include <string>
 #include <vector>
@@ -16,39 +18,38 @@
 
 namespace masquant::cli {
 
-/// The calibration_config the flags of `calibrate` (and `demo`) describe; throws usage_error
-/// naming the flag for a bad value.
+/// The calibration_config the flags of `calibrate` describe, starting from
+/// tool_default_config(); throws usage_error naming the flag for a bad value.
 inline calibration_config config_from_flags(const parsed_args& args) {
-  calibration_config c;
-  c.weight_bits = static_cast<int>(args.get_int("wbits", 8, 2, 8));
-  c.activation_bits = static_cast<int>(args.get_int("abits", 8, 2, 16));
+  calibration_config c = tool_default_config();
+  c.weight_bits = static_cast<int>(args.get_int("wbits", c.weight_bits, 2, 8));
+  c.activation_bits = static_cast<int>(args.get_int("abits", c.activation_bits, 2, 16));
   if (c.activation_bits > 8 && c.activation_bits != 16)
     throw usage_error("--abits: expected 2..8, or 16 for unquantized activations, got " +
                       args.get("abits"));
-  const std::string method = args.get_choice("method", "mas", {"rtn", "smoothquant", "mas"});
-  c.method = method == "rtn"           ? smoothing_method::rtn
-             : method == "smoothquant" ? smoothing_method::smoothquant
-                                       : smoothing_method::mas;
+  c.method = *parse_enum(smoothing_method_names, args.get_choice("method", to_string(c.method),
+                                                                 names_of(smoothing_method_names)));
   if (args.get("alpha") == "auto") {
     c.alpha_search = true;
   } else {
-    c.alpha = args.get_double("alpha", 0.5, 0.0, 1.0);
+    c.alpha = args.get_double("alpha", c.alpha, 0.0, 1.0);
   }
-  c.learn_steps = args.get_int("learn-steps", default_learn_steps, 0, 1000000);
-  c.learning.learning_rate = args.get_double("learning-rate", 5e-2, 1e-12, 10.0);
-  c.learning.batch_tokens = args.get_int("batch-tokens", 512, 0, 1000000000);
-  const double rank = args.get_double("rank", 0.05, 0.0, 1e9);
+  c.learn_steps = args.get_int("learn-steps", c.learn_steps, 0, 1000000);
+  c.learning.learning_rate =
+      args.get_double("learning-rate", c.learning.learning_rate, 1e-12, 10.0);
+  c.learning.batch_tokens = args.get_int("batch-tokens", c.learning.batch_tokens, 0, 1000000000);
+  const double rank = args.get_double("rank", c.rank.rank, 0.0, 1e9);
   if (rank > 1 && rank != std::floor(rank))
     throw usage_error("--rank: a ratio in [0, 1] or a whole rank > 1, got " + args.get("rank"));
   c.rank.rank = rank;
-  c.rank.min_rank = args.get_int("min-rank", 32, 0, 1000000000);
-  const std::string whiten = args.get_choice("whiten", "cholesky", {"cholesky", "eigen", "none"});
-  c.whitening.method = whiten == "cholesky" ? whitening_method::cholesky
-                       : whiten == "eigen"  ? whitening_method::eigen
-                                            : whitening_method::none;
-  c.whitening.damping = args.get_double("damping", 1e-6, 0.0, 1e-2);
+  c.rank.min_rank = args.get_int("min-rank", c.rank.min_rank, 0, 1000000000);
+  c.whitening.method = *parse_enum(
+      whitening_method_names,
+      args.get_choice("whiten", to_string(c.whitening.method), names_of(whitening_method_names)));
+  c.whitening.damping = args.get_double("damping", c.whitening.damping, 0.0, 1e-2);
   c.quantized_compensation = args.has("quantized-compensation");
-  c.seed = static_cast<std::uint64_t>(args.get_int("seed", 2, 0, 9223372036854775807LL));
+  c.seed = static_cast<std::uint64_t>(
+      args.get_int("seed", static_cast<long long>(c.seed), 0, 9223372036854775807LL));
   return c;
 }
 
@@ -65,13 +66,7 @@ inline void set_eigen_threads(int threads) {
 /// tensors are checked as they are loaded, so the message names the tensor, not a modality).
 inline void check_finite(const std::string& src, const std::string& name,
                          matrix_view<const float> x) {
-  for (index_t r = 0; r < x.rows(); ++r) {
-    const float* row = x.row_data(r);
-    for (index_t c = 0; c < x.cols(); ++c)
-      if (!std::isfinite(row[c]))
-        raise(errc::non_finite, detail::cat(src, ": tensor '", name, "' has the non-finite value ",
-                                            row[c], " at row ", r, ", column ", c));
-  }
+  detail::check_finite(src, "tensor '" + name + "'", x);
 }
 
 /// What `forward` needs from a MODEL's __metadata__ (written by `masquant calibrate`).

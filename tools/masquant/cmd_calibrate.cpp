@@ -33,10 +33,10 @@ int run_calibrate(const std::vector<std::string>& words) {
   const std::string in_path = args.positional()[0], out_path = args.get("output");
   const std::string report_path = args.get("report");
   calibration_config config = config_from_flags(args);
-  const std::string reference = args.get("reference", "text");
+  const std::string reference = args.get("reference", default_modality_names(1).front());
   if (reference.empty() || reference.find('.') != std::string::npos)
     throw usage_error("--reference: a modality name without '.', got '" + reference + "'");
-  const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  const int threads = static_cast<int>(args.get_int("threads", default_threads, 0, 4096));
   thread_pool pool(threads);
   config.parallel = pool.as_function();
   set_eigen_threads(pool.size());
@@ -75,8 +75,8 @@ int run_calibrate(const std::vector<std::string>& words) {
     const std::string label =
         "[" + std::to_string(li + 1) + "/" + std::to_string(todo.size()) + "] " + e.prefix;
     config.progress = [&](const calibration_progress& p) {
-      std::string detail = p.stage;
-      if (p.stage == "learning") {
+      std::string detail = to_string(p.phase);
+      if (p.phase == calibration_phase::learning) {
         char buf[64];
         std::snprintf(buf, sizeof buf, " step %td/%td loss %.4g", p.step + 1, p.steps, p.loss);
         detail += buf;
@@ -104,9 +104,9 @@ int run_calibrate(const std::vector<std::string>& words) {
   out.set_metadata("abits", std::to_string(config.activation_bits));
   out.set_metadata("reference", reference);
   out.set_metadata("method", to_string(config.method));
-  out.set_metadata("rank", args.get("rank", "0.05"));
+  out.set_metadata("rank", args.get("rank", number_text(tool_default_config().rank.rank)));
   out.set_metadata("min_rank", std::to_string(config.rank.min_rank));
-  out.set_metadata("alpha", args.get("alpha", "0.5"));
+  out.set_metadata("alpha", args.get("alpha", number_text(tool_default_config().alpha)));
   out.set_metadata("learn_steps", std::to_string(config.learn_steps));
   out.set_metadata("whiten", to_string(config.whitening.method));
   out.set_metadata("seed", std::to_string(config.seed));

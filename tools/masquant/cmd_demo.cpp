@@ -35,14 +35,16 @@ int run_demo(const std::vector<std::string>& words) {
     return exit_ok;
   }
   const auto args = parse(demo_spec, words);
-  const index_t dim = args.get_int("dim", 2048, 8, 16384);
-  const index_t tokens = args.get_int("tokens", 512, 8, 1000000);
-  const index_t steps = args.get_int("learn-steps", 20, 0, 100000);
-  const double rank = args.get_double("rank", 0.05, 0.0, 1e9);
-  const auto seed = static_cast<std::uint64_t>(args.get_int("seed", 2, 0, 1LL << 62));
-  const std::string svg_path = args.get("svg", "masquant-demo.svg");
+  const calibration_config defaults;
+  const index_t dim = args.get_int("dim", demo_defaults::dim, 8, 16384);
+  const index_t tokens = args.get_int("tokens", demo_defaults::tokens, 8, 1000000);
+  const index_t steps = args.get_int("learn-steps", demo_defaults::learn_steps, 0, 100000);
+  const double rank = args.get_double("rank", defaults.rank.rank, 0.0, 1e9);
+  const auto seed = static_cast<std::uint64_t>(
+      args.get_int("seed", static_cast<long long>(defaults.seed), 0, 1LL << 62));
+  const std::string svg_path = args.get("svg", demo_defaults::svg);
   const std::string report_path = args.get("report");
-  thread_pool pool(static_cast<int>(args.get_int("threads", 0, 0, 4096)));
+  thread_pool pool(static_cast<int>(args.get_int("threads", default_threads, 0, 4096)));
   set_eigen_threads(pool.size());
 
   const auto start = std::chrono::steady_clock::now();
@@ -78,7 +80,7 @@ int run_demo(const std::vector<std::string>& words) {
     const bool figure = bc.wbits == 4 && bc.abits == 8;
     if (figure) c.svd.method = svd_method::exact;
     c.progress = [&](const calibration_progress& p) {
-      bar.update(bc.name, p.steps ? double(p.step) / double(p.steps) : 0.0, p.stage);
+      bar.update(bc.name, p.steps ? double(p.step) / double(p.steps) : 0.0, to_string(p.phase));
     };
     calibration_result r =
         calibrate(view_of(layer.weight), vector_view_of(layer.bias), inputs, c, names);

@@ -24,7 +24,7 @@ int run_forward(const std::vector<std::string>& words) {
   }
   const auto args = parse(forward_spec, words);
   if (!args.has("output")) throw usage_error("missing -o OUT.safetensors");
-  const int threads = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  const int threads = static_cast<int>(args.get_int("threads", default_threads, 0, 4096));
   thread_pool pool(threads);
   forward_options opt;
   opt.parallel = pool.as_function();

@@ -12,8 +12,8 @@
 
 namespace masquant {
 
-/// Adds a calibrated layer's tensors under `prefix` (design.md "File contract"):
-/// P.qweight I8 [d_out, d_in] (4-bit levels stored one per byte), P.wscale F32 [d_out],
+/// Adds a calibrated layer's tensors under `prefix` (docs/file-format.md, "masquant's file
+/// contract"): P.qweight I8 [d_out, d_in] (4-bit levels stored one per byte), P.wscale F32 [d_out],
 /// P.smooth.<m> F32 [d_in] for every modality, P.lowrank.<m>.L F32 [d_in, r] and
 /// P.lowrank.<m>.R F32 [r, d_out] for every modality with a correction, P.bias F32 [d_out] when
 /// present. Modality names are params.modality_names (or "0", "1", ...). The bit widths belong

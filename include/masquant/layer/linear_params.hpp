@@ -12,7 +12,7 @@
 
 namespace masquant {
 
-/// One non-reference modality's Cross-Modal Compensation: L·R ≈ ΔWᵀ (algorithm.md §6.4), added
+/// One non-reference modality's Cross-Modal Compensation: L·R ≈ ΔWᵀ (docs/compensation.md), added
 /// to that modality's tokens as (x ⊘ s_m)·L·R. Empty L and R (size 0) mean no correction.
 struct lowrank_factors {
   row_matrix<float> L;  ///< [d_in, r]
@@ -22,7 +22,8 @@ struct lowrank_factors {
   bool active() const noexcept { return L.size() != 0 || R.size() != 0; }
 };
 
-/// The parameters of a quantized_linear (the calibrate output, design.md "File contract").
+/// The parameters of a quantized_linear (the calibrate output; docs/file-format.md, "masquant's
+/// file contract").
 ///
 /// Per token n of modality m the layer computes
 ///   y_n = Q_a(x_n ⊘ s_m)·Ŵᵀ + b + [m ≠ 0 and lowrank[m] active]·(x_n ⊘ s_m)·L_m·R_m,

@@ -1,6 +1,6 @@
 // quantized_linear.hpp: the deployable MASQuant linear — per-token modality smoothing fused into
 // dynamic int8 quantization, one INT8 GEMM over all tokens, and the low-rank Cross-Modal
-// Compensation on the rows of each non-reference modality (algorithm.md §6.7, §7).
+// Compensation on the rows of each non-reference modality (docs/deployment.md).
 #pragma once
 
 #include <Eigen/Core>
@@ -64,6 +64,9 @@ struct forward_options {
   lowrank_compute lowrank = lowrank_compute::automatic;
   /// INT8 GEMM kernel family (see int8_gemm); forcing an unavailable one is an error.
   gemm_isa isa = gemm_isa::automatic;
+  /// Leave out the low-rank compensation: every token gets Q_a(x ⊘ s_m)·Ŵᵀ + b, what the shared
+  /// weight alone computes (calibrate()'s report measures its shared_no_cmc stage so).
+  bool skip_lowrank = false;
 };
 
 /// The deployable MASQuant linear: y_n = Q_a(x_n ⊘ s_m)·Ŵᵀ + b + [m ≠ 0]·(x_n ⊘ s_m)·L_m·R_m for
@@ -292,7 +295,7 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   check_call("quantized_linear::forward", x, ids, y.rows(), y.cols());
   linear_workspace& ws = opt.workspace != nullptr ? *opt.workspace : thread_workspace();
   ws.has_activations_ = false;
-  route(ids, ws);
+  route(opt.skip_lowrank ? vector_view<const modality_id>() : ids, ws);
   const index_t m_rows = x.rows(), k = p_.d_in;
   if (m_rows == 0) return;
   const bool a16 = p_.activation_bits >= 16;

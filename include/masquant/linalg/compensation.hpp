@@ -1,20 +1,24 @@
 // compensation.hpp: Cross-Modal Compensation, the low-rank factors L·R ≈ ΔWᵀ that are optimal
-// in the output-error metric of one modality's smoothed activations (algorithm.md §6).
+// in the output-error metric of one modality's smoothed activations (docs/compensation.md).
 #pragma once
 
 #include <Eigen/Core>
 #include <Eigen/SVD>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <masquant/config.hpp>
+#include <masquant/detail/finite.hpp>
+#include <masquant/enum_names.hpp>
 #include <masquant/error.hpp>
 #include <masquant/linalg/detail/checks.hpp>
 #include <masquant/linalg/detail/randomized.hpp>
 #include <masquant/linalg/rank_policy.hpp>
 #include <masquant/linalg/whitening.hpp>
 #include <masquant/parallel.hpp>
+#include <masquant/tensor/view.hpp>
 #include <optional>
 #include <ostream>
 #include <type_traits>
@@ -28,17 +32,16 @@ enum class svd_method {
   randomized,  ///< randomized subspace iteration: the top r + p only
 };
 
+/// The methods' stable names.
+inline constexpr std::array<enum_name<svd_method>, 3> svd_method_names{{
+    {svd_method::automatic, "automatic"},
+    {svd_method::exact, "exact"},
+    {svd_method::randomized, "randomized"},
+}};
+
 /// Short stable name of an SVD method ("randomized").
 inline const char* to_string(svd_method method) noexcept {
-  switch (method) {
-    case svd_method::automatic:
-      return "automatic";
-    case svd_method::exact:
-      return "exact";
-    case svd_method::randomized:
-      return "randomized";
-  }
-  return "unknown";
+  return name_in(svd_method_names, method);
 }
 
 /// Writes the method's name.
@@ -55,19 +58,32 @@ enum class residual_mode {
   never,
 };
 
-/// Options of the decomposition in compute_compensation().
-struct svd_options {
+/// The decomposition's own settings (what calibration_config::svd holds; the seed and the
+/// threads are the caller's and live in svd_options or in the calibration config).
+struct svd_solver_options {
   svd_method method = svd_method::automatic;
   /// p, extra sketch columns of the randomized path (k = r + p, at most min(d_in, d_out)); >= 0.
   index_t oversampling = 10;
   /// q: the randomized sketch is (GᵀG)^(q+1)·Ω, re-orthonormalised by QR after each GᵀG; >= 0.
   int power_iterations = 2;
-  /// Seed of the Gaussian test matrix Ω: the same seed, inputs and build give the same result.
-  std::uint64_t seed = 0;
   /// When to compute compensation::relative_residual.
   residual_mode residual = residual_mode::automatic;
-  /// Runs the randomized path's large products (in fixed row slices, so the result does not
-  /// depend on it); empty: the calling thread. calibrate() passes its own.
+
+  /// Throws errc::invalid_argument naming `op` when oversampling or power_iterations < 0.
+  void validate(const char* op) const {
+    MASQUANT_CHECK(oversampling >= 0 && power_iterations >= 0, errc::invalid_argument, op,
+                   ": oversampling (", oversampling, ") and power_iterations (", power_iterations,
+                   ") must be >= 0");
+  }
+};
+
+/// Options of the decomposition in compute_compensation(): the solver's settings, its seed and
+/// its threads.
+struct svd_options : svd_solver_options {
+  /// Seed of the Gaussian test matrix Ω: the same seed, inputs and build give the same result.
+  std::uint64_t seed = 0;
+  /// Runs the large products (in fixed row slices, so the result does not depend on it);
+  /// empty: the calling thread.
   parallel_for_fn parallel{};
 };
 
@@ -115,10 +131,28 @@ compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& 
                                        const Eigen::Ref<const Eigen::MatrixXd>& gram,
                                        const rank_policy& policy, const whitening_options& whiten,
                                        const svd_options& svd);
+
+/// Singular values and thin right singular vectors of g, by Eigen::BDCSVD (the exact path).
+struct thin_svd {
+  Eigen::VectorXd sigma;
+  Eigen::MatrixXd v;
+};
+
+/// The exact path's decomposition, a function of its own so that Eigen's BDCSVD (the heaviest
+/// template masquant instantiates) compiles once, in one translation unit, under separate
+/// compilation. Throws errc::numerical_issue when the SVD fails.
+template <class Deferred>
+thin_svd exact_thin_svd(const Eigen::MatrixXd& g) {
+  Eigen::BDCSVD<Eigen::MatrixXd> dec(g, Eigen::ComputeThinV);
+  MASQUANT_CHECK(dec.info() == Eigen::Success, errc::numerical_issue,
+                 "compute_compensation: SVD of the whitened difference (", g.rows(), "x", g.cols(),
+                 ") failed");
+  return {dec.singularValues(), dec.matrixV()};
+}
 }  // namespace detail
 
 /// Computes the rank-r factors L (d_in x r), R (r x d_out) minimising ‖X̃(ΔWᵀ − L·R)‖_F, the
-/// output error of modality m's smoothed tokens X̃ (algorithm.md §6.6), from ΔW and the Gram
+/// output error of modality m's smoothed tokens X̃ (docs/compensation.md), from ΔW and the Gram
 /// C̃ = X̃ᵀX̃ alone.
 ///
 /// With T any whitening of C̃ + δI (δ = λ·mean(diag C̃), λ = whiten.damping): G = T·ΔWᵀ = UΣVᵀ,
@@ -175,16 +209,10 @@ compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& 
   MASQUANT_CHECK(gram.rows() == d_in && gram.cols() == d_in, errc::shape_mismatch, op, ": gram is ",
                  gram.rows(), "x", gram.cols(), " but delta_w is ", d_out, "x", d_in,
                  " (d_out x d_in): gram must be d_in x d_in");
-  MASQUANT_CHECK(svd.oversampling >= 0 && svd.power_iterations >= 0, errc::invalid_argument, op,
-                 ": oversampling (", svd.oversampling, ") and power_iterations (",
-                 svd.power_iterations, ") must be >= 0");
-  MASQUANT_CHECK(std::isfinite(whiten.damping) && whiten.damping >= 0 &&
-                     std::isfinite(whiten.max_damping) && whiten.max_damping >= whiten.damping,
-                 errc::invalid_argument, op, ": damping (", whiten.damping,
-                 ") must be finite and >= 0, max_damping (", whiten.max_damping,
-                 ") finite and >= damping");
+  svd.validate(op);
+  whiten.validate(op);
   const index_t cap = policy.resolve(d_in, d_out);
-  detail::check_finite(delta_w, op, "delta_w");
+  detail::check_finite(op, "delta_w", delta_w);
   detail::check_gram(gram, op, "gram");
 
   compensation out;
@@ -229,12 +257,10 @@ compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& 
   } else {
     const whitening t = whitened ? make_whitening(gram, whiten) : whitening(d_in);
     out.damping = t.damping();
-    Eigen::BDCSVD<Eigen::MatrixXd> dec(t.apply(delta_w.transpose()), Eigen::ComputeThinV);
-    MASQUANT_CHECK(dec.info() == Eigen::Success, errc::numerical_issue, op,
-                   ": SVD of the whitened difference (", d_in, "x", d_out, ") failed");
-    out.singular_values = dec.singularValues();
+    thin_svd dec = exact_thin_svd<Deferred>(t.apply(delta_w.transpose()));
+    out.singular_values = std::move(dec.sigma);
     out.rank = policy.resolve(d_in, d_out, out.singular_values, out.singular_values.squaredNorm());
-    v = dec.matrixV().leftCols(out.rank);
+    v = dec.v.leftCols(out.rank);
     p.noalias() = delta_w.transpose() * v;
   }
 
@@ -299,11 +325,96 @@ void delta_weight(const Eigen::MatrixBase<W>& weight, const Eigen::MatrixBase<S>
                  "x", d_in);
   Eigen::VectorXd s(d_in);
   for (index_t j = 0; j < d_in; ++j) s[j] = static_cast<double>(smoothing(j));
-  detail::check_finite(s, op, "smoothing");
-  detail::check_finite(weight, op, "weight");
-  detail::check_finite(shared, op, "shared weight");
+  detail::check_finite(op, "smoothing", s);
+  detail::check_finite(op, "weight", weight);
+  detail::check_finite(op, "shared weight", shared);
   if (out.rows() != d_out || out.cols() != d_in) out.resize(d_out, d_in);
   out = weight.template cast<double>() * s.asDiagonal() - shared.template cast<double>();
+}
+
+namespace detail {
+
+/// out = A − B (d_out x d_in, column-major) with A(o, j) and B(o, j) read from row-major data,
+/// in 64 x 64 tiles: element by element either the reads or the writes would stride d_in or
+/// d_out elements apart. Every product in a and b is exact in double, so the one rounding is
+/// that of the difference.
+template <class A, class B>
+void tiled_difference(index_t d_out, index_t d_in, const A& a, const B& b, Eigen::MatrixXd& out) {
+  if (out.rows() != d_out || out.cols() != d_in) out.resize(d_out, d_in);
+  constexpr index_t tile = 64;
+  for (index_t j0 = 0; j0 < d_in; j0 += tile) {
+    const index_t j1 = std::min(d_in, j0 + tile);
+    for (index_t o0 = 0; o0 < d_out; o0 += tile) {
+      const index_t o1 = std::min(d_out, o0 + tile);
+      for (index_t j = j0; j < j1; ++j)
+        for (index_t o = o0; o < o1; ++o) out(o, j) = a(o, j) - b(o, j);
+    }
+  }
+}
+
+/// Ŵ(o, j) = levels[o, j]·scales[o] in double: a weight quantized symmetrically per output
+/// channel.
+struct dequantized_rows {
+  matrix_view<const std::int8_t> levels;
+  vector_view<const float> scales;
+  double operator()(index_t o, index_t j) const {
+    return static_cast<double>(levels(o, j)) * static_cast<double>(scales[o]);
+  }
+};
+
+/// W(o, j)·s_j in double.
+struct smoothed_rows {
+  matrix_view<const float> weight;
+  vector_view<const float> smoothing;
+  double operator()(index_t o, index_t j) const {
+    return static_cast<double>(weight(o, j)) * static_cast<double>(smoothing[j]);
+  }
+};
+
+inline void check_quantized_rows(const char* op, const char* what,
+                                 matrix_view<const std::int8_t> levels,
+                                 vector_view<const float> scales, index_t d_out, index_t d_in) {
+  MASQUANT_CHECK(levels.rows() == d_out && levels.cols() == d_in && scales.size() == d_out,
+                 errc::shape_mismatch, op, ": ", what, " is ", levels.rows(), "x", levels.cols(),
+                 " levels with ", scales.size(), " scales, the weight ", d_out, "x", d_in);
+  check_finite(op, cat(what, " scales"), scales);
+}
+
+}  // namespace detail
+
+/// ΔW = W·diag(s) − Ŵ (d_out x d_in, double) into `out`, for a shared weight held as integer
+/// levels: Ŵ(o, j) = shared_levels(o, j)·shared_scales[o] (symmetric per output channel, as
+/// calibrate() quantizes it; no dequantized copy is formed). The same values as the Eigen
+/// overload on the dequantized weight.
+///
+/// weight: [d_out, d_in]; smoothing: [d_in]; shared_levels: [d_out, d_in]; shared_scales:
+/// [d_out]. Throws errc::shape_mismatch or non_finite before writing.
+inline void delta_weight(matrix_view<const float> weight, vector_view<const float> smoothing,
+                         matrix_view<const std::int8_t> shared_levels,
+                         vector_view<const float> shared_scales, Eigen::MatrixXd& out) {
+  constexpr const char* op = "delta_weight";
+  const index_t d_out = weight.rows(), d_in = weight.cols();
+  MASQUANT_CHECK(smoothing.size() == d_in, errc::shape_mismatch, op, ": smoothing has ",
+                 smoothing.size(), " factors, the weight ", d_out, "x", d_in);
+  detail::check_quantized_rows(op, "shared weight", shared_levels, shared_scales, d_out, d_in);
+  detail::check_finite(op, "weight", weight);
+  detail::check_finite(op, "smoothing", smoothing);
+  detail::tiled_difference(d_out, d_in, detail::smoothed_rows{weight, smoothing},
+                           detail::dequantized_rows{shared_levels, shared_scales}, out);
+}
+
+/// ΔW = Q − Ŵ for two weights held as integer levels and row scales (the reference's quant_cmc
+/// = 1: Q = Q_w(W·diag(s_m)), the modality's own quantized weight). Shapes and errors as above.
+inline void delta_weight(matrix_view<const std::int8_t> target_levels,
+                         vector_view<const float> target_scales,
+                         matrix_view<const std::int8_t> shared_levels,
+                         vector_view<const float> shared_scales, Eigen::MatrixXd& out) {
+  constexpr const char* op = "delta_weight";
+  const index_t d_out = target_levels.rows(), d_in = target_levels.cols();
+  detail::check_quantized_rows(op, "target weight", target_levels, target_scales, d_out, d_in);
+  detail::check_quantized_rows(op, "shared weight", shared_levels, shared_scales, d_out, d_in);
+  detail::tiled_difference(d_out, d_in, detail::dequantized_rows{target_levels, target_scales},
+                           detail::dequantized_rows{shared_levels, shared_scales}, out);
 }
 
 /// delta_weight() into a new matrix.
@@ -315,5 +426,15 @@ Eigen::MatrixXd delta_weight(const Eigen::MatrixBase<W>& weight,
   delta_weight(weight, smoothing, shared, out);
   return out;
 }
+
+#ifdef MASQUANT_SEPARATE_COMPILATION
+// Compiled once, by <masquant/src.hpp>: Eigen's BDCSVD on its own, the rest of the path apart.
+namespace detail {
+extern template thin_svd exact_thin_svd<void>(const Eigen::MatrixXd&);
+extern template compensation compute_compensation_impl<void>(
+    const Eigen::Ref<const Eigen::MatrixXd>&, const Eigen::Ref<const Eigen::MatrixXd>&,
+    const rank_policy&, const whitening_options&, const svd_options&);
+}  // namespace detail
+#endif
 
 }  // namespace masquant

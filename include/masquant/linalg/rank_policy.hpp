@@ -10,7 +10,7 @@
 
 namespace masquant {
 
-/// The rank rule of Cross-Modal Compensation (algorithm.md §6.4, design.md).
+/// The rank rule of Cross-Modal Compensation (docs/compensation.md, "Options and defaults").
 ///
 /// With n = min(d_in, d_out): r = ⌊rank·n⌋ for rank <= 1 (a ratio), ⌊rank⌋ for rank > 1 (an
 /// absolute rank); then r = max(r, min_rank) and r = min(r, n). rank = 0 gives r = 0
@@ -78,9 +78,9 @@ struct rank_policy {
 };
 
 /// Roy–Vetterli effective rank of a singular spectrum, as the reference computes it
-/// (algorithm.md §6.5): keep σ_i > 1e-15, p_i = σ_i / Σσ, erank = exp(-Σ p_i ln(p_i + 1e-12)).
-/// k equal non-zero values give k (to about k·1e-12 relative); an empty or all-zero spectrum
-/// gives 0. Throws errc::invalid_argument for a negative or non-finite value.
+/// (docs/compensation.md, "Diagnostics"): keep σ_i > 1e-15, p_i = σ_i / Σσ, erank = exp(-Σ p_i
+/// ln(p_i + 1e-12)). k equal non-zero values give k (to about k·1e-12 relative); an empty or
+/// all-zero spectrum gives 0. Throws errc::invalid_argument for a negative or non-finite value.
 inline double effective_rank(const Eigen::Ref<const Eigen::VectorXd>& sigma) {
   double sum = 0;
   for (index_t i = 0; i < sigma.size(); ++i) {

@@ -5,9 +5,11 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <masquant/config.hpp>
+#include <masquant/enum_names.hpp>
 #include <masquant/error.hpp>
 #include <masquant/linalg/detail/checks.hpp>
 #include <optional>
@@ -23,17 +25,16 @@ enum class whitening_method {
   none,      ///< T = I: the unwhitened SVD ("no-white" in the reference)
 };
 
+/// The methods' stable names (the tool's --whiten values).
+inline constexpr std::array<enum_name<whitening_method>, 3> whitening_method_names{{
+    {whitening_method::cholesky, "cholesky"},
+    {whitening_method::eigen, "eigen"},
+    {whitening_method::none, "none"},
+}};
+
 /// Short stable name of a whitening method ("cholesky").
 inline const char* to_string(whitening_method method) noexcept {
-  switch (method) {
-    case whitening_method::cholesky:
-      return "cholesky";
-    case whitening_method::eigen:
-      return "eigen";
-    case whitening_method::none:
-      return "none";
-  }
-  return "unknown";
+  return name_in(whitening_method_names, method);
 }
 
 /// Writes the method's name.
@@ -51,6 +52,15 @@ struct whitening_options {
   /// to working precision and make_whitening throws. The eigen method throws for an eigenvalue
   /// below -max_damping·mean(diag C). Must be >= damping.
   double max_damping = 1e-2;
+
+  /// Throws errc::invalid_argument naming `op` and the first bad field.
+  void validate(const char* op) const {
+    MASQUANT_CHECK(std::isfinite(damping) && damping >= 0, errc::invalid_argument, op,
+                   ": damping must be finite and >= 0, got ", damping);
+    MASQUANT_CHECK(std::isfinite(max_damping) && max_damping >= damping, errc::invalid_argument, op,
+                   ": max_damping (", max_damping, ") must be finite and >= damping (", damping,
+                   ")");
+  }
 };
 
 class whitening;
@@ -173,11 +183,7 @@ class whitening {
 template <class Derived>
 whitening make_whitening(const Eigen::MatrixBase<Derived>& gram_in,
                          const whitening_options& options) {
-  MASQUANT_CHECK(std::isfinite(options.damping) && options.damping >= 0, errc::invalid_argument,
-                 "make_whitening: damping must be finite and >= 0, got ", options.damping);
-  MASQUANT_CHECK(std::isfinite(options.max_damping) && options.max_damping >= options.damping,
-                 errc::invalid_argument, "make_whitening: max_damping (", options.max_damping,
-                 ") must be finite and >= damping (", options.damping, ")");
+  options.validate("make_whitening");
   static_assert(std::is_same_v<typename Derived::Scalar, double>,
                 "make_whitening: the gram must be double (use .cast<double>())");
   // A function template (like every heavy entry point of linalg), so that Eigen's decompositions
@@ -250,7 +256,7 @@ void smooth_gram(const Eigen::Ref<const Eigen::MatrixXd>& gram,
                    " is not positive");
     inv[j] = 1.0 / s;
   }
-  detail::check_finite(gram, "smooth_gram", "gram");
+  detail::check_finite("smooth_gram", "gram", gram);
   if (out.rows() != d || out.cols() != d) out.resize(d, d);  // never when out aliases gram
   for (index_t j = 0; j < d; ++j)
     for (index_t i = 0; i < d; ++i) out(i, j) = gram(i, j) * inv[i] * inv[j];

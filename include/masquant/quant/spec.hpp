@@ -8,6 +8,13 @@
 
 namespace masquant {
 
+/// Lower and upper clamp of every quantizer's scale Δ, and the clamp of -min/Δ before the zero
+/// point is rounded: the reference's CLIPMIN = 1e-5 and 1e4, as float32 constants. The SIMD
+/// path, masquant::reference and the learning solvers' straight-through quantizer all use these.
+inline constexpr float quant_min_scale = 1e-5f;
+inline constexpr float quant_max_scale = 1e4f;
+inline constexpr float quant_zero_point_clamp = 1e4f;
+
 /// Which elements share one scale (and zero point).
 ///
 /// Rows are output channels for weights `[d_out, d_in]` and tokens for activations
@@ -36,7 +43,8 @@ inline std::ostream& operator<<(std::ostream& out, granularity g) {
   return out << to_string(g);
 }
 
-/// A uniform quantizer with the reference semantics of MASQuant (algorithm.md §3).
+/// A uniform quantizer with the reference semantics of MASQuant (docs/quantization.md,
+/// "Semantics").
 ///
 /// - symmetric, b bits: Δ = clamp(absmax / qmax, 1e-5, 1e4), q = clamp(rne(x / Δ), -qmax, qmax),
 ///   qmax = 2^(b-1) - 1; dequantized q·Δ.

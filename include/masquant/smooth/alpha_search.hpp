@@ -6,7 +6,7 @@
 #include <limits>
 #include <masquant/error.hpp>
 #include <masquant/smooth/detail/checks.hpp>
-#include <masquant/smooth/detail/evaluator.hpp>
+#include <masquant/smooth/detail/fake_quant_model.hpp>
 #include <masquant/smooth/objective.hpp>
 #include <masquant/smooth/problem.hpp>
 #include <masquant/smooth/smoothquant.hpp>
@@ -22,22 +22,34 @@ inline std::vector<double> default_alpha_grid() {
   return g;
 }
 
-/// Options of search_alpha: the quantizers and threads (smoothing_eval_options) plus the grid.
-struct alpha_search_options : smoothing_eval_options {
+/// The search's own settings (what calibration_config::alpha_grid holds).
+struct alpha_grid_options {
   /// Candidate α values in [0, 1]; empty: default_alpha_grid().
   std::vector<double> grid{};
+  /// The reference's auto_scale: after the search, compare Σ_m w_m·SQNR_m of the per-modality
+  /// factors with that of s_all for every modality, and keep s_all everywhere when it scores
+  /// higher. Off by default (as in every released script).
+  bool choose_split_or_merged = false;
+
+  /// Throws errc::invalid_argument naming `op` for a grid value outside [0, 1].
+  void validate(const char* op) const {
+    for (double a : grid)
+      MASQUANT_CHECK(a >= 0.0 && a <= 1.0, errc::invalid_argument, op, ": grid value ", a,
+                     " outside [0, 1]");
+  }
+};
+
+/// Options of search_alpha: the quantizers and threads (smoothing_eval_options), the grid
+/// (alpha_grid_options), the SmoothQuant settings of the factors and the modality weights.
+struct alpha_search_options : smoothing_eval_options, alpha_grid_options {
   zero_channel_policy zero_channels = zero_channel_policy::unit;
   float min_factor = smoothing_min_factor;
   /// α of a modality without calibration tokens (not searched).
   double default_alpha = 0.5;
   /// α of the merged factor s_all.
   double merged_alpha = 0.5;
-  /// The reference's auto_scale: after the search, compare Σ_m w_m·SQNR_m of the per-modality
-  /// factors with that of s_all for every modality, and keep s_all everywhere when it scores
-  /// higher. Off by default (as in every released script).
-  bool choose_split_or_merged = false;
-  /// w_m of that score by modality id; empty: default_modality_weights() (text 1, vision 0.5,
-  /// audio 1, as the reference's SQNR_t + SQNR_a + 0.5·SQNR_v).
+  /// w_m of the split-or-merged score by modality id; empty: 1 for every modality (pass
+  /// default_modality_weights(names) for the reference's SQNR_t + SQNR_a + 0.5·SQNR_v).
   std::vector<double> modality_weights{};
 };
 
@@ -57,47 +69,18 @@ struct alpha_search_result {
   double merged_score = std::numeric_limits<double>::quiet_NaN();
 };
 
-/// For every modality m with calibration tokens, picks the α of the grid that maximises the SQNR
-/// of Q_a(X_m ⊘ s_m(α))·Q_w(W·diag(s_m(α)))ᵀ (+ bias) against X_m·Wᵀ (+ bias) over modality m's
-/// tokens and the group's concatenated outputs, with s_m(α) SmoothQuant's factor from a_m and w
-/// (each modality has its own quantized weight here, so the choices are independent). Ties go
-/// to the first grid point. Optionally applies the split-versus-merged choice (see options).
-///
-/// act_absmax: [modalities][d_in] (e.g. per_modality_absmax or the stats layer); weight_absmax:
-/// [d_in] (weight_input_absmax of the linear, of the group's first linear, or of the group).
-/// For independent factors of a group, call it once per linear. Throws errc::invalid_argument
-/// (grid, α, weights), errc::shape_mismatch, errc::non_finite, errc::not_supported.
-///
-/// Example:
-/// \code
-///   masquant::alpha_search_options opt;
-///   opt.weight_spec.bits = 4;
-///   auto r = masquant::search_alpha({{w}}, inputs, masquant::per_modality_absmax(inputs, d_in),
-///                                   masquant::weight_input_absmax({w}), opt);
-///   // r.alpha[m], r.factors[m]
-/// \endcode
-inline alpha_search_result search_alpha(const linear_group& group, const modality_inputs& inputs,
-                                        const std::vector<std::vector<float>>& act_absmax,
-                                        vector_view<const float> weight_absmax,
-                                        const alpha_search_options& options = {}) {
-  constexpr const char* op = "search_alpha";
-  detail::smooth_check_group(op, group);
-  detail::smooth_check_inputs(op, inputs, group.d_in());
-  detail::smooth_check_specs(op, options.weight_spec, options.act_spec);
+namespace detail {
+
+/// search_alpha on validated arguments (`weights` resolved when choose_split_or_merged).
+inline alpha_search_result search_alpha_checked(const linear_group& group,
+                                                const modality_inputs& inputs,
+                                                const std::vector<std::vector<float>>& act_absmax,
+                                                vector_view<const float> weight_absmax,
+                                                const alpha_search_options& options,
+                                                const std::vector<double>& weights) {
   const std::size_t nm = inputs.size();
-  MASQUANT_CHECK(act_absmax.size() == nm, errc::shape_mismatch, op, ": activation absmax for ",
-                 act_absmax.size(), " modalities, inputs for ", nm);
-  MASQUANT_CHECK(weight_absmax.size() == group.d_in(), errc::shape_mismatch, op,
-                 ": weight absmax has ", weight_absmax.size(), " channels, the group ",
-                 group.d_in());
   alpha_search_result r;
   r.grid = options.grid.empty() ? default_alpha_grid() : options.grid;
-  for (double a : r.grid)
-    MASQUANT_CHECK(a >= 0.0 && a <= 1.0, errc::invalid_argument, op, ": grid value ", a,
-                   " outside [0, 1]");
-  const auto weights = options.choose_split_or_merged
-                           ? detail::resolve_modality_weights(op, options.modality_weights, nm)
-                           : std::vector<double>{};
 
   // Validates the statistics and gives the defaults (a modality without tokens keeps these).
   smoothquant_options sq;
@@ -111,8 +94,8 @@ inline alpha_search_result search_alpha(const linear_group& group, const modalit
   r.alpha.assign(nm, options.default_alpha);
   r.sqnr_db.resize(nm);
 
-  detail::smoothing_evaluator<float> ev(group, inputs, options.weight_spec, options.act_spec,
-                                        options.parallel, detail::smooth_output_cache_elements);
+  fake_quant_model<float> ev(group, inputs, options.weight_spec, options.act_spec, options.parallel,
+                             smooth_output_cache_elements);
   auto db_of = [&](std::size_t m, const std::vector<float>& s) {
     const auto sums =
         ev.run(static_cast<index_t>(m), s.data(), s.data(), nullptr, inputs[m].rows(), true);
@@ -148,6 +131,48 @@ inline alpha_search_result search_alpha(const linear_group& group, const modalit
     }
   }
   return r;
+}
+
+}  // namespace detail
+
+/// For every modality m with calibration tokens, picks the α of the grid that maximises the SQNR
+/// of Q_a(X_m ⊘ s_m(α))·Q_w(W·diag(s_m(α)))ᵀ (+ bias) against X_m·Wᵀ (+ bias) over modality m's
+/// tokens and the group's concatenated outputs, with s_m(α) SmoothQuant's factor from a_m and w
+/// (each modality has its own quantized weight here, so the choices are independent). Ties go
+/// to the first grid point. Optionally applies the split-versus-merged choice (see options).
+///
+/// act_absmax: [modalities][d_in] (e.g. per_modality_absmax or the stats layer); weight_absmax:
+/// [d_in] (weight_input_absmax of the linear, of the group's first linear, or of the group).
+/// For independent factors of a group, call it once per linear. Throws errc::invalid_argument
+/// (grid, α, weights), errc::shape_mismatch, errc::non_finite, errc::not_supported.
+///
+/// Example:
+/// \code
+///   masquant::alpha_search_options opt;
+///   opt.weight_spec.bits = 4;
+///   auto r = masquant::search_alpha({{w}}, inputs, masquant::per_modality_absmax(inputs, d_in),
+///                                   masquant::weight_input_absmax({w}), opt);
+///   // r.alpha[m], r.factors[m]
+/// \endcode
+inline alpha_search_result search_alpha(const linear_group& group, const modality_inputs& inputs,
+                                        const std::vector<std::vector<float>>& act_absmax,
+                                        vector_view<const float> weight_absmax,
+                                        const alpha_search_options& options = {}) {
+  constexpr const char* op = "search_alpha";
+  detail::smooth_check_group(op, group);
+  detail::smooth_check_inputs(op, inputs, group.d_in());
+  detail::smooth_check_specs(op, options.weight_spec, options.act_spec);
+  const std::size_t nm = inputs.size();
+  MASQUANT_CHECK(act_absmax.size() == nm, errc::shape_mismatch, op, ": activation absmax for ",
+                 act_absmax.size(), " modalities, inputs for ", nm);
+  MASQUANT_CHECK(weight_absmax.size() == group.d_in(), errc::shape_mismatch, op,
+                 ": weight absmax has ", weight_absmax.size(), " channels, the group ",
+                 group.d_in());
+  options.validate(op);
+  const auto weights = options.choose_split_or_merged
+                           ? detail::resolve_modality_weights(op, options.modality_weights, nm)
+                           : std::vector<double>{};
+  return detail::search_alpha_checked(group, inputs, act_absmax, weight_absmax, options, weights);
 }
 
 }  // namespace masquant

@@ -10,7 +10,7 @@
 #include <limits>
 #include <masquant/error.hpp>
 #include <masquant/smooth/detail/checks.hpp>
-#include <masquant/smooth/detail/evaluator.hpp>
+#include <masquant/smooth/detail/fake_quant_model.hpp>
 #include <masquant/smooth/detail/random.hpp>
 #include <masquant/smooth/objective.hpp>
 #include <masquant/smooth/problem.hpp>
@@ -28,11 +28,10 @@ struct mas_progress {
   bool skipped = false;  ///< the update was skipped (non-finite loss or gradient)
 };
 
-/// Options of learn_mas: the objective (quantizers, loss, modality weights, threads; see
-/// objective_options) plus the optimiser.
-struct mas_options : objective_options {
-  /// Optimiser steps (0: only evaluate the initial factors).
-  index_t steps = 200;
+/// The optimiser of learned MAS: the settings that belong to it alone (calibration_config::learning
+/// embeds them; the quantizers, modality weights, threads, step count and seed are the caller's
+/// and live in mas_options or in the calibration config).
+struct mas_optimizer_options {
   /// Tokens per step over all modalities; 0 or >= the token count: every token every step.
   /// A minibatch is stratified: modality m contributes round(B·N_m/N) tokens (at least 1,
   /// at most N_m), drawn without replacement from a seeded shuffle.
@@ -42,15 +41,36 @@ struct mas_options : objective_options {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double epsilon = 1e-8;
-  /// Seed of the token sampler (the reference's seed is 2). Equal seeds give equal results,
-  /// whatever the thread count.
-  std::uint64_t seed = 2;
   /// Factors are kept >= min_factor (projection θ >= ln min_factor after every step; initial
   /// factors below it are raised to it).
   float min_factor = smoothing_min_factor;
   /// true: return the factors with the lowest exact objective among the initial ones, the final
   /// ones and (when every step sees every token) those of every step; false: the final ones.
   bool keep_best = true;
+
+  /// Throws errc::invalid_argument naming `op` and the first bad field.
+  void validate(const char* op) const {
+    MASQUANT_CHECK(batch_tokens >= 0, errc::invalid_argument, op, ": negative batch_tokens ",
+                   batch_tokens);
+    MASQUANT_CHECK(std::isfinite(learning_rate) && learning_rate > 0, errc::invalid_argument, op,
+                   ": learning_rate ", learning_rate, " must be positive and finite");
+    MASQUANT_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, errc::invalid_argument, op,
+                   ": Adam betas (", beta1, ", ", beta2, ") must lie in [0, 1)");
+    MASQUANT_CHECK(std::isfinite(epsilon) && epsilon > 0, errc::invalid_argument, op, ": epsilon ",
+                   epsilon, " must be positive and finite");
+    MASQUANT_CHECK(std::isfinite(min_factor) && min_factor > 0, errc::invalid_argument, op,
+                   ": min_factor ", min_factor, " must be positive and finite");
+  }
+};
+
+/// Options of learn_mas: the objective (quantizers, threads, loss and modality weights;
+/// objective_options), the optimiser (mas_optimizer_options), the step count and the seed.
+struct mas_options : objective_options, mas_optimizer_options {
+  /// Optimiser steps (0: only evaluate the initial factors).
+  index_t steps = 200;
+  /// Seed of the token sampler (the reference's seed is 2). Equal seeds give equal results,
+  /// whatever the thread count.
+  std::uint64_t seed = 2;
   /// Called after every step (may be empty).
   std::function<void(const mas_progress&)> progress{};
 };
@@ -73,20 +93,6 @@ struct mas_result {
 
 namespace detail {
 
-inline void check_mas_options(const char* op, const mas_options& o) {
-  MASQUANT_CHECK(o.steps >= 0, errc::invalid_argument, op, ": negative step count ", o.steps);
-  MASQUANT_CHECK(o.batch_tokens >= 0, errc::invalid_argument, op, ": negative batch_tokens ",
-                 o.batch_tokens);
-  MASQUANT_CHECK(std::isfinite(o.learning_rate) && o.learning_rate > 0, errc::invalid_argument, op,
-                 ": learning_rate ", o.learning_rate, " must be positive and finite");
-  MASQUANT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, errc::invalid_argument,
-                 op, ": Adam betas (", o.beta1, ", ", o.beta2, ") must lie in [0, 1)");
-  MASQUANT_CHECK(std::isfinite(o.epsilon) && o.epsilon > 0, errc::invalid_argument, op,
-                 ": epsilon ", o.epsilon, " must be positive and finite");
-  MASQUANT_CHECK(std::isfinite(o.min_factor) && o.min_factor > 0, errc::invalid_argument, op,
-                 ": min_factor ", o.min_factor, " must be positive and finite");
-}
-
 /// learn_mas on validated arguments; `weights` resolved, `linear` only labels progress.
 inline mas_result learn_mas_checked(const linear_group& group, const modality_inputs& inputs,
                                     const smoothing_factors& init, const mas_options& o,
@@ -94,8 +100,8 @@ inline mas_result learn_mas_checked(const linear_group& group, const modality_in
   const std::size_t nm = inputs.size();
   const auto d = static_cast<std::size_t>(group.d_in());
   const bool squared = o.loss == loss_kind::mse;
-  smoothing_evaluator<float> ev(group, inputs, o.weight_spec, o.act_spec, o.parallel,
-                                smooth_output_cache_elements);
+  fake_quant_model<float> ev(group, inputs, o.weight_spec, o.act_spec, o.parallel,
+                             smooth_output_cache_elements);
 
   // Current factors (what the forward uses) and θ = ln s with Adam moments, in double.
   smoothing_factors s(nm);
@@ -224,7 +230,9 @@ inline void check_learn_args(const char* op, const linear_group& group,
   smooth_check_group(op, group);
   smooth_check_inputs(op, inputs, group.d_in());
   smooth_check_specs(op, options.weight_spec, options.act_spec);
-  check_mas_options(op, options);
+  MASQUANT_CHECK(options.steps >= 0, errc::invalid_argument, op, ": negative step count ",
+                 options.steps);
+  options.validate(op);
   index_t n = 0;
   for (const auto& x : inputs) n += x.rows();
   MASQUANT_CHECK(n > 0, errc::invalid_argument, op, ": no calibration tokens");

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <masquant/detail/finite.hpp>
+#include <masquant/enum_names.hpp>
 #include <masquant/error.hpp>
 #include <masquant/smooth/problem.hpp>
 #include <masquant/tensor/view.hpp>
@@ -32,15 +35,21 @@ enum class zero_channel_policy : std::uint8_t {
   floor,
 };
 
+/// The policies' stable names.
+inline constexpr std::array<enum_name<zero_channel_policy>, 2> zero_channel_policy_names{{
+    {zero_channel_policy::unit, "unit"},
+    {zero_channel_policy::floor, "floor"},
+}};
+
 /// Short stable name ("unit", "floor").
 inline const char* to_string(zero_channel_policy p) noexcept {
-  return p == zero_channel_policy::unit ? "unit" : "floor";
+  return name_in(zero_channel_policy_names, p);
 }
 
 /// Per-input-channel absmax of a group of weights [d_out_k, d_in]: w_j = max_k max_o |W_k[o, j]|.
-/// Pass one weight for "the linear's own weight" (the reference, algorithm.md §10.5) or the whole
-/// group for SmoothQuant's max over q|k|v. Throws errc::invalid_argument for an empty list,
-/// errc::shape_mismatch for differing column counts, errc::non_finite naming the weight and
+/// Pass one weight for "the linear's own weight" (the reference; docs/algorithm.md, choice 5) or
+/// the whole group for SmoothQuant's max over q|k|v. Throws errc::invalid_argument for an empty
+/// list, errc::shape_mismatch for differing column counts, errc::non_finite naming the weight and
 /// element.
 inline std::vector<float> weight_input_absmax(
     const std::vector<matrix_view<const float>>& weights) {
@@ -54,9 +63,9 @@ inline std::vector<float> weight_input_absmax(
     for (index_t o = 0; o < wk.rows(); ++o) {
       const float* row = wk.row_data(o);
       for (index_t j = 0; j < d_in; ++j) {
-        MASQUANT_CHECK(std::isfinite(row[j]), errc::non_finite, "weight_input_absmax: weight ", k,
-                       " (", wk.rows(), "x", d_in, ") has the non-finite value ", row[j],
-                       " at row ", o, ", column ", j);
+        if (!std::isfinite(row[j]))
+          detail::raise_non_finite("weight_input_absmax", detail::cat("weight ", k), wk.rows(),
+                                   d_in, row[j], o, j);
         w[static_cast<std::size_t>(j)] = std::max(w[static_cast<std::size_t>(j)], std::abs(row[j]));
       }
     }
@@ -80,9 +89,9 @@ inline std::vector<std::vector<float>> per_modality_absmax(const modality_inputs
     for (index_t n = 0; n < x.rows(); ++n) {
       const float* row = x.row_data(n);
       for (index_t j = 0; j < d_in; ++j) {
-        MASQUANT_CHECK(std::isfinite(row[j]), errc::non_finite,
-                       "per_modality_absmax: input of modality ", m, " has the non-finite value ",
-                       row[j], " at row ", n, ", column ", j);
+        if (!std::isfinite(row[j]))
+          detail::raise_non_finite("per_modality_absmax", detail::cat("input of modality ", m),
+                                   x.rows(), d_in, row[j], n, j);
         a[m][static_cast<std::size_t>(j)] =
             std::max(a[m][static_cast<std::size_t>(j)], std::abs(row[j]));
       }
@@ -216,17 +225,16 @@ enum class weight_absmax_source : std::uint8_t {
   group_max,  ///< the max over the whole group (SmoothQuant's q|k|v concatenation)
 };
 
+/// The sources' stable names.
+inline constexpr std::array<enum_name<weight_absmax_source>, 3> weight_absmax_source_names{{
+    {weight_absmax_source::first, "first"},
+    {weight_absmax_source::own, "own"},
+    {weight_absmax_source::group_max, "group_max"},
+}};
+
 /// Short stable name ("first", "own", "group_max").
 inline const char* to_string(weight_absmax_source w) noexcept {
-  switch (w) {
-    case weight_absmax_source::first:
-      return "first";
-    case weight_absmax_source::own:
-      return "own";
-    case weight_absmax_source::group_max:
-      return "group_max";
-  }
-  return "unknown";
+  return name_in(weight_absmax_source_names, w);
 }
 
 /// SmoothQuant factors for every linear of a group: result[k] as smoothquant_modality_factors()

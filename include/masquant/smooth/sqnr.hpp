@@ -1,5 +1,6 @@
-// sqnr.hpp: per-modality output SQNR of a smoothed, fake-quantized linear group — the numbers
-// the alpha search maximises and the calibration report prints.
+// sqnr.hpp: per-modality output SQNR of a smoothed linear group under the solvers' fake-quant
+// model — the numbers the α search maximises. (calibrate()'s report measures the deployable
+// quantized_linear instead; calibrate/report.hpp defines its stages.)
 #pragma once
 
 #include <cmath>
@@ -7,7 +8,7 @@
 #include <masquant/parallel.hpp>
 #include <masquant/quant/spec.hpp>
 #include <masquant/smooth/detail/checks.hpp>
-#include <masquant/smooth/detail/evaluator.hpp>
+#include <masquant/smooth/detail/fake_quant_model.hpp>
 #include <masquant/smooth/problem.hpp>
 #include <vector>
 
@@ -42,7 +43,7 @@ inline double sqnr_db(double signal, double noise) noexcept {
 namespace detail {
 
 /// Validated factors -> per-modality statistics.
-inline std::vector<sqnr_stat> sqnr_of(smoothing_evaluator<float>& ev, const modality_inputs& inputs,
+inline std::vector<sqnr_stat> sqnr_of(fake_quant_model<float>& ev, const modality_inputs& inputs,
                                       const smoothing_factors& act_factors,
                                       const smoothing_factors& weight_factors) {
   std::vector<sqnr_stat> out(inputs.size());
@@ -78,7 +79,8 @@ inline const linear_group& smooth_checked_group(const char* op, const linear_gro
 /// plus one shared product, instead of two each. The group's and inputs' memory must outlive the
 /// evaluator. Not thread-safe (it owns work buffers); options.parallel parallelises each call.
 ///
-/// Example (the calibration report's stages; s_all, s_ref are [d_in] vectors):
+/// Example (the report stages without compensation, report_stages in calibrate/report.hpp, as
+/// factor sets; s_all, s_ref are [d_in] vectors):
 /// \code
 ///   masquant::sqnr_evaluator eval(group, inputs, opt);
 ///   auto rtn = eval(masquant::smoothing_factors(n));                   // no smoothing
@@ -117,18 +119,14 @@ class sqnr_evaluator {
   }
 
  private:
-  detail::smoothing_evaluator<float> ev_;
+  detail::fake_quant_model<float> ev_;
   modality_inputs inputs_;
 };
 
 /// Per-modality SQNR with separate activation and weight factors, in one call (see
-/// sqnr_evaluator for the definition and for evaluating several factor sets efficiently). The
-/// report stages are
-///   - "rtn": every vector empty;
-///   - "smoothquant": a_m = b_m = s_all for every m;
-///   - "mas_multiweight": a_m = b_m = s_m (one quantized weight per modality);
-///   - "shared_no_cmc": a_m = s_m, b_m = s_ref (the reference modality's weight for everyone).
-/// The bias, when the group has one, adds to the signal only. GEMMs run in float (relative error
+/// sqnr_evaluator for the definition and for evaluating several factor sets efficiently; the
+/// report stages without compensation are the factor sets its example shows). The bias, when the
+/// group has one, adds to the signal only. GEMMs run in float (relative error
 /// ~1e-7, far below any quantization noise); sums in double. A modality without tokens gets
 /// tokens = 0 and db = NaN. (options has no default here, so that `modality_sqnr(g, x, f, {})`
 /// is unambiguous.) Throws as sqnr_evaluator and its call operator.
@@ -151,8 +149,8 @@ inline std::vector<sqnr_stat> modality_sqnr(const linear_group& group,
   detail::smooth_check_factors(op, "weight_factors", weight_factors, inputs.size(), group.d_in(),
                                true);
   // One evaluation: no output cache (it would only add memory).
-  detail::smoothing_evaluator<float> ev(group, inputs, options.weight_spec, options.act_spec,
-                                        options.parallel);
+  detail::fake_quant_model<float> ev(group, inputs, options.weight_spec, options.act_spec,
+                                     options.parallel);
   return detail::sqnr_of(ev, inputs, act_factors, weight_factors);
 }
 

@@ -5,19 +5,20 @@
 #include <algorithm>
 #include <cmath>
 #include <masquant/config.hpp>
+#include <masquant/detail/finite.hpp>
 #include <masquant/error.hpp>
 
 namespace masquant::detail {
 
-/// Throws errc::non_finite naming the first NaN/Inf of `m` (operation `op`, operand `name`).
+/// Throws errc::non_finite naming the first NaN/Inf of `m` in row order (operation `op`,
+/// operand `name`), in the message format of detail/finite.hpp.
 template <class Derived>
-void check_finite(const Eigen::MatrixBase<Derived>& m, const char* op, const char* name) {
+void check_finite(const char* op, const char* name, const Eigen::MatrixBase<Derived>& m) {
   if (m.allFinite()) return;
-  for (index_t j = 0; j < m.cols(); ++j)
-    for (index_t i = 0; i < m.rows(); ++i)
-      MASQUANT_CHECK(std::isfinite(static_cast<double>(m(i, j))), errc::non_finite, op, ": ", name,
-                     " (", m.rows(), "x", m.cols(), ") row ", i, " column ", j, " is ",
-                     static_cast<double>(m(i, j)));
+  for (index_t i = 0; i < m.rows(); ++i)
+    for (index_t j = 0; j < m.cols(); ++j)
+      if (!std::isfinite(static_cast<double>(m(i, j))))
+        raise_non_finite(op, name, m.rows(), m.cols(), static_cast<double>(m(i, j)), i, j);
 }
 
 /// Checks that `c` can be a Gram matrix XᵀX: square, finite, symmetric, with a non-negative
@@ -68,7 +69,7 @@ inline void check_gram(const Eigen::Ref<const Eigen::MatrixXd>& c, const char* o
 
 /// tr(W C Wᵀ) = ‖X W ᵀ‖_F² for C = XᵀX, with W (rows x d) and C (d x d) symmetric. Reads only
 /// the lower triangle of C, block column by block column, so it costs rows·d²/2 multiply-adds
-/// in GEMMs (which Eigen parallelises under OpenMP). C and W should be plain or mapped matrices
+/// in GEMMs. C and W should be plain or mapped matrices
 /// (an expression would be re-evaluated per block).
 template <class CDerived, class WDerived>
 double quadratic_trace(const Eigen::MatrixBase<CDerived>& c, const Eigen::MatrixBase<WDerived>& w) {

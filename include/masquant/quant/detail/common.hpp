@@ -12,12 +12,6 @@
 
 namespace masquant::detail {
 
-/// Lower and upper clamp of Δ, and the clamp of -min/Δ before the zero point is rounded
-/// (the reference's CLIPMIN and 1e4, as float32).
-inline constexpr float quant_min_scale = 1e-5f;
-inline constexpr float quant_max_scale = 1e4f;
-inline constexpr float quant_zero_point_clamp = 1e4f;
-
 /// Δ of a symmetric quantizer: clamp(absmax / qmax, 1e-5, 1e4), a float32 division.
 inline float symmetric_scale(float absmax, std::int32_t qmax) noexcept {
   return std::min(std::max(absmax / static_cast<float>(qmax), quant_min_scale), quant_max_scale);

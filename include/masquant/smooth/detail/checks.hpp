@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <masquant/detail/finite.hpp>
 #include <masquant/error.hpp>
 #include <masquant/quant/spec.hpp>
 #include <masquant/smooth/problem.hpp>
@@ -11,18 +12,6 @@
 #include <vector>
 
 namespace masquant::detail {
-
-/// Throws errc::non_finite naming `what`, the row and the column of the first non-finite value.
-inline void smooth_check_finite(const char* op, const std::string& what,
-                                matrix_view<const float> x) {
-  for (index_t r = 0; r < x.rows(); ++r) {
-    const float* row = x.row_data(r);
-    for (index_t c = 0; c < x.cols(); ++c)
-      MASQUANT_CHECK(std::isfinite(row[c]), errc::non_finite, op, ": ", what, " (", x.rows(), "x",
-                     x.cols(), ") has the non-finite value ", row[c], " at row ", r, ", column ",
-                     c);
-  }
-}
 
 /// Validates a group: at least one weight, every weight non-empty with the same d_in, biases
 /// empty or one per weight of matching size, every value finite.
@@ -35,7 +24,7 @@ inline void smooth_check_group(const char* op, const linear_group& g) {
                    " is ", w.rows(), "x", w.cols(), " (needs at least one row and column)");
     MASQUANT_CHECK(w.cols() == d_in, errc::shape_mismatch, op, ": weight ", k, " is ", w.rows(),
                    "x", w.cols(), " but weight 0 has ", d_in, " input channels");
-    smooth_check_finite(op, cat("weight ", k), w);
+    check_finite(op, cat("weight ", k), w);
   }
   MASQUANT_CHECK(g.biases.empty() || g.biases.size() == g.weights.size(), errc::shape_mismatch, op,
                  ": ", g.biases.size(), " biases for ", g.weights.size(), " weights");
@@ -44,9 +33,7 @@ inline void smooth_check_group(const char* op, const linear_group& g) {
     MASQUANT_CHECK(b.empty() || b.size() == g.weights[k].rows(), errc::shape_mismatch, op,
                    ": bias ", k, " has ", b.size(), " values for a weight with ",
                    g.weights[k].rows(), " rows");
-    for (index_t i = 0; i < b.size(); ++i)
-      MASQUANT_CHECK(std::isfinite(b[i]), errc::non_finite, op, ": bias ", k,
-                     " has the non-finite value ", b[i], " at ", i);
+    check_finite(op, cat("bias ", k), b);
   }
 }
 
@@ -60,7 +47,7 @@ inline void smooth_check_inputs(const char* op, const modality_inputs& inputs, i
     MASQUANT_CHECK(x.rows() == 0 || x.cols() == d_in, errc::shape_mismatch, op,
                    ": inputs of modality ", m, " are ", x.rows(), "x", x.cols(), ", expected ",
                    d_in, " columns");
-    smooth_check_finite(op, cat("input of modality ", m), x);
+    check_finite(op, cat("input of modality ", m), x);
   }
 }
 

@@ -11,12 +11,6 @@
 
 namespace masquant::detail {
 
-/// Clamps of Δ and of -min/Δ (the reference's CLIPMIN = 1e-5 and 1e4), as float32 constants so
-/// that the float instantiation computes exactly what the quant layer computes.
-inline constexpr float ste_min_scale = 1e-5f;
-inline constexpr float ste_max_scale = 1e4f;
-inline constexpr float ste_zero_point_clamp = 1e4f;
-
 /// A rectangle of a row-major matrix that shares one Δ (and zero point): rows [r0, r1),
 /// columns [c0, c1).
 struct ste_group {
@@ -77,12 +71,13 @@ ste_group_params<T> ste_params(const quant_spec& spec, const T* x, index_t ld, s
     p.hi = hi;
     raw = (hi - lo) / qmax;
   }
-  const T min_scale = static_cast<T>(ste_min_scale), max_scale = static_cast<T>(ste_max_scale);
+  // The quant layer's float32 clamps, so that T = float computes exactly what it computes.
+  const T min_scale = static_cast<T>(quant_min_scale), max_scale = static_cast<T>(quant_max_scale);
   p.delta = std::min(std::max(raw, min_scale), max_scale);
   // torch.clamp passes the gradient where min <= input <= max (inclusive).
   p.live = raw >= min_scale && raw <= max_scale;
   if (!spec.symmetric) {
-    const T zc = static_cast<T>(ste_zero_point_clamp);
+    const T zc = static_cast<T>(quant_zero_point_clamp);
     p.zero = std::nearbyint(std::min(std::max(-p.lo / p.delta, -zc), zc));
   }
   return p;
