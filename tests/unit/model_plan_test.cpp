@@ -121,7 +121,7 @@ BOOST_AUTO_TEST_CASE(recipes_round_trip_through_json) {
         recipe_from_json(nlohmann::json::parse(R"({"targets": ["a"], "defaults": {"wbits": 9}})"),
                          "r.json");
       },
-      errc::invalid_argument, {"r.json", "\"wbits\" is 9"});
+      errc::invalid_argument, {"r.json", "weight_bits", "got 9"});
   check_error(
       [] {
         recipe_from_json(
@@ -258,7 +258,7 @@ BOOST_AUTO_TEST_CASE(plan_of_a_qwen2_model) {
   const auto no_audio = make_plan(
       ckpt, recipe, {"text", "vision", "audio"},
       [&](const std::string& key) -> std::optional<input_summary> {
-        return input_summary{ckpt.info(key + ".weight").shape[1], {5, 5, 0}};
+        return input_summary{ckpt.info(key + ".weight").shape[1], {5, 5, 0}, {}};
       },
       std::uint64_t{1} << 40);
   BOOST_TEST(
@@ -299,7 +299,7 @@ BOOST_AUTO_TEST_CASE(plans_refuse_what_does_not_fit) {
         make_plan(
             ckpt, recipe, mods,
             [&](const std::string&) -> std::optional<input_summary> {
-              return input_summary{7, {1, 1}};
+              return input_summary{7, {1, 1}, {}};
             },
             1u << 30);
       },

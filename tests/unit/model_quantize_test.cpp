@@ -93,7 +93,8 @@ struct fixture {
 std::map<std::string, bytes> files_of(const std::string& dir) {
   std::map<std::string, bytes> out;
   for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = read_bytes(e.path().string());
+    if (e.is_regular_file())
+      out[fs::relative(e.path(), dir).string()] = read_bytes(e.path().string());
   return out;
 }
 
@@ -140,13 +141,15 @@ BOOST_AUTO_TEST_CASE(every_linear_equals_calibrate_on_its_statistics) {
       owned_tensor<float> b;
       if (src.has(l.name + ".bias")) b = src.load_f32(l.name + ".bias");
       std::vector<owned_tensor<float>> x;
-      for (const auto& m : modalities) x.push_back(samples.load_f32(key_of(l.name) + ".inputs." + m));
+      for (const auto& m : modalities)
+        x.push_back(samples.load_f32(key_of(l.name) + ".inputs." + m));
       modality_inputs views;
       for (const auto& t : x) views.push_back(t.matrix());
       calibration_config c = calibration_config_of(o.recipe.settings_of(l.name));
-      const calibration_problem problem(w.matrix(), b.size() ? b.vector() : vector_view<const float>(),
-                                        modalities, views, c);
-      const auto expected = calibrate(problem, calibration_statistics::view(stats.at(key_of(l.name))));
+      const calibration_problem problem(
+          w.matrix(), b.size() ? b.vector() : vector_view<const float>(), modalities, views, c);
+      const auto expected =
+          calibrate(problem, calibration_statistics::view(stats.at(key_of(l.name))));
       expect_same_params(q.params(l.name), expected.params);
       // The deployable linear loads and runs.
       const quantized_linear lin = q.linear(l.name);
@@ -155,7 +158,8 @@ BOOST_AUTO_TEST_CASE(every_linear_equals_calibrate_on_its_statistics) {
   }
   // down_proj: no smoothing, no compensation; the others compensated for both modalities.
   const auto down = q.params("model.layers.1.mlp.down_proj");
-  for (const auto& s : down.smooth) BOOST_TEST(std::all_of(s.begin(), s.end(), [](float v) { return v == 1.0f; }));
+  for (const auto& s : down.smooth)
+    BOOST_TEST(std::all_of(s.begin(), s.end(), [](float v) { return v == 1.0f; }));
   BOOST_TEST(!down.has_lowrank(1));
   BOOST_TEST(q.params("model.layers.1.self_attn.k_proj").has_lowrank(2));
   // Everything else is copied byte for byte; config.json carries the recipe.
@@ -185,6 +189,9 @@ BOOST_AUTO_TEST_CASE(raw_inputs_give_what_calibrate_gives_per_linear) {
   BOOST_TEST(r.plan.shards.size() > 1u);
   BOOST_TEST(fs::exists(o.output + "/model.safetensors.index.json"));
   const quantized_checkpoint q(o.output);
+  // As `masquant calibrate` numbers them: the reference, then the others in name order.
+  const std::vector<std::string> order{"text", "audio", "vision"};
+  BOOST_TEST(q.modalities() == order, boost::test_tools::per_element());
   const hf_checkpoint src(f.ckpt);
   const safetensors_file raw(f.raw);
   for (const auto& l : f.model.decoder_linears()) {
@@ -194,11 +201,11 @@ BOOST_AUTO_TEST_CASE(raw_inputs_give_what_calibrate_gives_per_linear) {
       if (src.has(l.name + ".bias")) b = src.load_f32(l.name + ".bias");
       std::vector<owned_tensor<float>> x;
       modality_inputs views;
-      for (const auto& mod : modalities) x.push_back(raw.load_f32(l.name + ".inputs." + mod));
+      for (const auto& mod : order) x.push_back(raw.load_f32(l.name + ".inputs." + mod));
       for (const auto& t : x) views.push_back(t.matrix());
       const calibration_config c = calibration_config_of(o.recipe.settings_of(l.name));
-      const auto expected = calibrate(w.matrix(), b.size() ? b.vector() : vector_view<const float>(),
-                                      views, c, modalities);
+      const auto expected = calibrate(
+          w.matrix(), b.size() ? b.vector() : vector_view<const float>(), views, c, order);
       expect_same_params(q.params(l.name), expected.params);
     }
   }
@@ -270,7 +277,8 @@ BOOST_AUTO_TEST_CASE(bad_input_is_refused_and_nothing_is_written) {
   // Statistics of another model: a width that does not match the weight.
   statistics_set wrong(modalities);
   for (const auto& l : f.model.decoder_linears())
-    wrong.record(key_of(l.name), l.d_in + 1).add(random_normal(3, l.d_in + 1).cview(), modality_id{0});
+    wrong.record(key_of(l.name), l.d_in + 1)
+        .add(random_normal(3, l.d_in + 1).cview(), modality_id{0});
   save_statistics(wrong, f.dir.file("wrong.safetensors"));
   o = f.options("out4");
   o.statistics = {f.dir.file("wrong.safetensors")};
@@ -282,7 +290,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_refused_and_nothing_is_written) {
   save_statistics(partial, f.dir.file("partial.safetensors"));
   o = f.options("out5");
   o.statistics = {f.dir.file("partial.safetensors")};
-  refused(o, errc::invalid_argument, {"no statistics for input", "o_proj"});
+  refused(o, errc::invalid_argument, {"no statistics for input 'model.layers.0.mlp.down_proj'"});
   // Compensation needs the Gram matrix of every non-reference modality with tokens.
   statistics_set no_gram(modalities);
   for (const auto& l : f.model.decoder_linears())

@@ -185,11 +185,11 @@ inline parsed_args parse(const command_spec& spec, const std::vector<std::string
   if (!count_ok) {
     std::string names;
     for (const auto& p : spec.positional) names += " " + p;
-    throw usage_error(
-        "'masquant " + spec.name + "' takes " + (spec.variadic ? "at least " : "") +
-        std::to_string(spec.positional.size()) + " argument" +
-        (spec.positional.size() == 1 ? "" : "s") +
-        (names.empty() ? "" : ":" + names) + ", got " + std::to_string(result.positional_.size()));
+    throw usage_error("'masquant " + spec.name + "' takes " + (spec.variadic ? "at least " : "") +
+                      std::to_string(spec.positional.size()) + " argument" +
+                      (spec.positional.size() == 1 ? "" : "s") +
+                      (names.empty() ? "" : ":" + names) + ", got " +
+                      std::to_string(result.positional_.size()));
   }
   return result;
 }

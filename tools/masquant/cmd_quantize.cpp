@@ -34,8 +34,7 @@ linear_settings settings_from_flags(const parsed_args& args) {
   if (args.has("method")) s.method = args.get("method");
   if (args.has("alpha")) s.alpha = args.get("alpha");
   if (args.has("learn-steps")) s.learn_steps = args.get_int("learn-steps", 0, 0, 1000000);
-  if (args.has("learning-rate"))
-    s.learning_rate = args.get_double("learning-rate", 0, 1e-12, 10.0);
+  if (args.has("learning-rate")) s.learning_rate = args.get_double("learning-rate", 0, 1e-12, 10.0);
   if (args.has("batch-tokens")) s.batch_tokens = args.get_int("batch-tokens", 0, 0, 1000000000);
   if (args.has("rank")) s.rank = args.get_double("rank", 0, 0.0, 1e9);
   if (args.has("min-rank")) s.min_rank = args.get_int("min-rank", 0, 0, 1000000000);
@@ -57,14 +56,14 @@ std::uint64_t parse_size(const std::string& text) {
   const double v = std::strtod(text.c_str(), &end);
   std::string unit(end ? end : "");
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  const double scale = unit.empty() || unit == "B"          ? 1.0
-                       : unit == "KB"                      ? 1e3
-                       : unit == "MB"                      ? 1e6
-                       : unit == "GB"                      ? 1e9
-                       : unit == "KIB"                     ? 1024.0
-                       : unit == "MIB"                     ? 1048576.0
-                       : unit == "GIB"                     ? 1073741824.0
-                                                           : -1.0;
+  const double scale = unit.empty() || unit == "B" ? 1.0
+                       : unit == "KB"              ? 1e3
+                       : unit == "MB"              ? 1e6
+                       : unit == "GB"              ? 1e9
+                       : unit == "KIB"             ? 1024.0
+                       : unit == "MIB"             ? 1048576.0
+                       : unit == "GIB"             ? 1073741824.0
+                                                   : -1.0;
   if (end == text.c_str() || !std::isfinite(v) || v <= 0 || scale < 0 || v * scale < 1 ||
       v * scale > 1e18)
     throw usage_error("--shard-size: expected a size such as 4GB, 500MB or 1GiB, got '" + text +
@@ -119,14 +118,16 @@ int run_quantize(const std::vector<std::string>& words) {
     char* end = nullptr;
     const long long a = std::strtoll(r.c_str(), &end, 10);
     const bool first_ok = end != r.c_str() && *end == ':';
-    const long long b = colon == std::string::npos ? -1 : std::strtoll(r.c_str() + colon + 1, &end, 10);
+    const long long b =
+        colon == std::string::npos ? -1 : std::strtoll(r.c_str() + colon + 1, &end, 10);
     if (!first_ok || *end != '\0' || a < 0 || b < a)
       throw usage_error("--layers: expected FIRST:LAST decoder blocks (0:13), got '" + r + "'");
     o.part.layers = std::make_pair(index_t(a), index_t(b));
   }
   o.part.only = args.get_all("only");
   o.join = args.has("join");
-  if (o.join && !o.part.empty()) throw usage_error("--join takes the whole model, not --layers/--only");
+  if (o.join && !o.part.empty())
+    throw usage_error("--join takes the whole model, not --layers/--only");
   if (o.join && o.existing == existing_output::resume)
     throw usage_error("--join and --resume exclude each other");
   const linear_settings flags = settings_from_flags(args);
@@ -180,9 +181,9 @@ int run_quantize(const std::vector<std::string>& words) {
     }
     std::string detail = p.linear;
     if (p.stage) detail += " " + std::string(to_string(p.stage->phase));
-    bar.update("[" + std::to_string(p.linears_done + 1) + "/" + std::to_string(p.linears_total) +
-                   "]",
-               p.work_done, detail + ", ETA " + duration_text(eta));
+    bar.update(
+        "[" + std::to_string(p.linears_done + 1) + "/" + std::to_string(p.linears_total) + "]",
+        p.work_done, detail + ", ETA " + duration_text(eta));
   };
 
   // The report goes to a temporary first: an unwritable report path fails before any work.
@@ -204,7 +205,8 @@ int run_quantize(const std::vector<std::string>& words) {
     report_file->write(text.data(), text.size());
     report_file->commit();
   }
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!r.part_file.empty()) {
     std::printf("wrote part %s (%zu linears) in %s; join the parts with --join\n",
                 r.part_file.c_str(), r.linears.size(), duration_text(total).c_str());

@@ -9,6 +9,7 @@
 #include <masquant/calibrate/problem.hpp>
 #include <masquant/config.hpp>
 #include <masquant/enum_names.hpp>
+#include <masquant/model/settings.hpp>
 #include <string>
 #include <vector>
 
@@ -16,12 +17,10 @@
 
 namespace masquant::cli {
 
-/// The calibration the tool runs when no flag says otherwise: the library's defaults
-/// (calibration_config), except learned MAS, which the tool runs for 50 steps per layer.
+/// The calibration the tool runs when no flag says otherwise: the recipes' defaults
+/// (linear_settings::defaults(): calibration_config's, with 50 learned MAS steps per layer).
 inline calibration_config tool_default_config() {
-  calibration_config c;
-  c.learn_steps = 50;
-  return c;
+  return calibration_config_of(linear_settings::defaults());
 }
 
 /// The demo's own defaults.
@@ -163,8 +162,8 @@ inline const command_spec quantize_spec{
     "defaults. --layers/--only quantize a part of the model into OUT_DIR/parts/, --join joins\n"
     "the parts. See docs/model.md.",
     {"MODEL_DIR"},
-    {{"output", "OUT_DIR", "output directory (also -o); refused if it exists, unless --resume/--force",
-      ""},
+    {{"output", "OUT_DIR",
+      "output directory (also -o); refused if it exists, unless --resume/--force", ""},
      {"stats", "S", "statistics files (shards of a capture, merged record by record)", "", true},
      {"tokens", "T", "token sample files (K.inputs.<modality>) for learning, alpha search, report",
       "", true},

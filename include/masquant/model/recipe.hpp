@@ -9,6 +9,7 @@
 #include <map>
 #include <masquant/error.hpp>
 #include <masquant/io/detail/json_file.hpp>
+#include <masquant/model/settings.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -58,130 +59,6 @@ class name_pattern {
  private:
   std::string text_;
   std::regex regex_;
-};
-
-/// The calibration settings of one linear, as the tool's calibrate flags spell them. In a
-/// recipe's "defaults" every field is set; an override sets only the fields it changes.
-struct linear_settings {
-  std::optional<int> wbits;           ///< weight bits 2..8
-  std::optional<int> abits;           ///< activation bits 2..8, or 16 (unquantized)
-  std::optional<std::string> method;  ///< "rtn" | "smoothquant" | "mas"
-  std::optional<std::string> alpha;   ///< α in [0, 1] written as a number, or "auto"
-  std::optional<std::int64_t> learn_steps;
-  std::optional<double> learning_rate;
-  std::optional<std::int64_t> batch_tokens;
-  std::optional<double> rank;  ///< ratio of min(d_in, d_out) when <= 1, else absolute; 0: off
-  std::optional<std::int64_t> min_rank;
-  std::optional<std::string> whiten;  ///< "cholesky" | "eigen" | "none"
-  std::optional<double> damping;
-  std::optional<bool> quantized_compensation;
-  std::optional<std::int64_t> seed;
-
-  /// The tool's defaults (those of `masquant calibrate`): W8A8, MAS with α = 0.5 and 50 learned
-  /// steps, rank 0.05 with minimum 32, Cholesky whitening with damping 1e-6, seed 2.
-  static linear_settings defaults() {
-    linear_settings s;
-    s.wbits = 8;
-    s.abits = 8;
-    s.method = "mas";
-    s.alpha = "0.5";
-    s.learn_steps = 50;
-    s.learning_rate = 5e-2;
-    s.batch_tokens = 512;
-    s.rank = 0.05;
-    s.min_rank = 32;
-    s.whiten = "cholesky";
-    s.damping = 1e-6;
-    s.quantized_compensation = false;
-    s.seed = 2;
-    return s;
-  }
-
-  /// This, with every field `over` sets replaced.
-  linear_settings overridden_by(const linear_settings& over) const {
-    linear_settings s = *this;
-    auto take = [](auto& mine, const auto& theirs) {
-      if (theirs) mine = theirs;
-    };
-    take(s.wbits, over.wbits);
-    take(s.abits, over.abits);
-    take(s.method, over.method);
-    take(s.alpha, over.alpha);
-    take(s.learn_steps, over.learn_steps);
-    take(s.learning_rate, over.learning_rate);
-    take(s.batch_tokens, over.batch_tokens);
-    take(s.rank, over.rank);
-    take(s.min_rank, over.min_rank);
-    take(s.whiten, over.whiten);
-    take(s.damping, over.damping);
-    take(s.quantized_compensation, over.quantized_compensation);
-    take(s.seed, over.seed);
-    return s;
-  }
-
-  /// Throws errc::invalid_argument naming `where` and the first field outside its range;
-  /// `complete` also requires every field.
-  void validate(const std::string& where, bool complete) const {
-    auto need = [&](bool present, const char* field) {
-      MASQUANT_CHECK(present || !complete, errc::invalid_argument, where, ": \"", field,
-                     "\" is missing");
-    };
-    need(wbits.has_value(), "wbits");
-    need(abits.has_value(), "abits");
-    need(method.has_value(), "method");
-    need(alpha.has_value(), "alpha");
-    need(learn_steps.has_value(), "learn_steps");
-    need(learning_rate.has_value(), "learning_rate");
-    need(batch_tokens.has_value(), "batch_tokens");
-    need(rank.has_value(), "rank");
-    need(min_rank.has_value(), "min_rank");
-    need(whiten.has_value(), "whiten");
-    need(damping.has_value(), "damping");
-    need(quantized_compensation.has_value(), "quantized_compensation");
-    need(seed.has_value(), "seed");
-    auto check = [&](bool ok, const char* field, const auto& value, const char* rule) {
-      MASQUANT_CHECK(ok, errc::invalid_argument, where, ": \"", field, "\" is ", value, " (", rule,
-                     ")");
-    };
-    if (wbits) check(*wbits >= 2 && *wbits <= 8, "wbits", *wbits, "2..8");
-    if (abits) check((*abits >= 2 && *abits <= 8) || *abits == 16, "abits", *abits, "2..8 or 16");
-    if (method)
-      check(*method == "rtn" || *method == "smoothquant" || *method == "mas", "method", *method,
-            "rtn, smoothquant or mas");
-    if (alpha) {
-      const std::optional<double> a = alpha_value();
-      check(*alpha == "auto" || (a && *a >= 0 && *a <= 1), "alpha", *alpha,
-            "a number in [0, 1] or auto");
-    }
-    if (learn_steps) check(*learn_steps >= 0, "learn_steps", *learn_steps, ">= 0");
-    if (learning_rate)
-      check(std::isfinite(*learning_rate) && *learning_rate > 0, "learning_rate", *learning_rate,
-            "> 0");
-    if (batch_tokens) check(*batch_tokens >= 0, "batch_tokens", *batch_tokens, ">= 0");
-    if (rank)
-      check(std::isfinite(*rank) && *rank >= 0 && (*rank <= 1 || *rank == std::floor(*rank)),
-            "rank", *rank, "a ratio in [0, 1] or a whole rank > 1");
-    if (min_rank) check(*min_rank >= 0, "min_rank", *min_rank, ">= 0");
-    if (whiten)
-      check(*whiten == "cholesky" || *whiten == "eigen" || *whiten == "none", "whiten", *whiten,
-            "cholesky, eigen or none");
-    if (damping)
-      check(std::isfinite(*damping) && *damping >= 0 && *damping <= 1e-2, "damping", *damping,
-            "in [0, 1e-2]");
-    if (seed) check(*seed >= 0, "seed", *seed, ">= 0");
-  }
-
-  /// α as a number, or nothing for "auto" or an unset field.
-  std::optional<double> alpha_value() const {
-    if (!alpha || *alpha == "auto") return std::nullopt;
-    char* end = nullptr;
-    const double v = std::strtod(alpha->c_str(), &end);
-    if (end == alpha->c_str() || *end != '\0' || !std::isfinite(v)) return std::nullopt;
-    return v;
-  }
-
-  /// Whether this linear gets low-rank compensation (its rank is > 0).
-  bool compensated() const { return rank.value_or(0) > 0; }
 };
 
 /// An override: the settings that apply to every targeted linear whose name matches.

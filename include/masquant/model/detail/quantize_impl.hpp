@@ -91,9 +91,11 @@ struct quantize_run {
                work * (static_cast<double>(p.step) / std::max<index_t>(p.steps, 1)) / 2);
       };
       notify(l.name, nullptr, 0);
-      const calibration_result r = with_context(cat(l.name), [&] {
-        return calibrate<Deferred>(w.matrix(), l.bias ? b.vector() : vector_view<const float>(),
-                                   own ? *own : *shared, config, plan.modalities, sample.views());
+      const calibration_result r = with_context(l.name, [&] {
+        const calibration_problem problem(w.matrix(),
+                                          l.bias ? b.vector() : vector_view<const float>(),
+                                          plan.modalities, sample.views(), config);
+        return calibrate<Deferred>(problem, calibration_statistics::view(own ? *own : *shared));
       });
       write_linear(out, l, r.params);
       result.linears.push_back({l.name, r.report});
