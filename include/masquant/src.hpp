@@ -47,6 +47,9 @@ template std::vector<masquant::modality_scores> masquant::evaluate_report<void>(
 template masquant::calibration_statistics masquant::collect_statistics<void>(
     const masquant::calibration_problem&);
 template masquant::calibration_result masquant::calibrate<void>(
+    const masquant::calibration_problem&, const masquant::calibration_statistics&,
+    masquant::smoothing_stage, masquant::learning_stage);
+template masquant::calibration_result masquant::calibrate<void>(
     const masquant::calibration_problem&, const masquant::calibration_statistics&);
 template masquant::calibration_result masquant::calibrate<void>(masquant::matrix_view<const float>,
                                                                 masquant::vector_view<const float>,

@@ -211,6 +211,46 @@ BOOST_AUTO_TEST_CASE(raw_inputs_give_what_calibrate_gives_per_linear) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(tied_groups_share_the_smoothing_of_their_stacked_weight) {
+  fixture f;
+  quantize_options o = f.options("tied");
+  o.recipe.tie_group_smoothing = true;
+  quantize_checkpoint(o);
+  const quantized_checkpoint q(o.output);
+  const hf_checkpoint src(f.ckpt);
+  const statistics_set stats = [&] {
+    statistics_set s = statistics_file(f.stats_a).load_all();
+    s.merge(statistics_file(f.stats_b).load_all());
+    return s;
+  }();
+  for (const char* block : {"model.layers.0.", "model.layers.1."}) {
+    const std::string p = block;
+    const auto wq = src.load_f32(p + "self_attn.q_proj.weight"),
+               wk = src.load_f32(p + "self_attn.k_proj.weight"),
+               wv = src.load_f32(p + "self_attn.v_proj.weight");
+    // SmoothQuant's factors (α = 0.5, no learning) with the weight term over q, k and v.
+    const modality_stats& r = stats.at(p + "self_attn.q_proj");
+    std::vector<std::vector<float>> absmax;
+    for (index_t m = 0; m < 3; ++m) {
+      const Eigen::VectorXd a = r[modality_id(m)].absmax();
+      absmax.emplace_back(a.data(), a.data() + a.size());
+    }
+    const auto expected = smoothquant_modality_factors(
+        absmax, weight_input_absmax({wq.matrix(), wk.matrix(), wv.matrix()}));
+    for (const char* l : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}) {
+      const auto params = q.params(p + l);
+      for (std::size_t m = 0; m < 3; ++m)
+        BOOST_TEST(params.smooth[m] == expected.per_modality[m], p + l << " modality " << m);
+    }
+  }
+  // Untied (the preset's choice), k's factors follow k's own weight.
+  quantize_options untied = f.options("untied");
+  quantize_checkpoint(untied);
+  const quantized_checkpoint u(untied.output);
+  BOOST_TEST(u.params("model.layers.0.self_attn.q_proj").smooth[1] !=
+             u.params("model.layers.0.self_attn.k_proj").smooth[1]);
+}
+
 BOOST_AUTO_TEST_CASE(resumed_and_joined_runs_write_the_bytes_of_one_run) {
   tiny_model m;
   m.blocks = 3;
@@ -226,7 +266,7 @@ BOOST_AUTO_TEST_CASE(resumed_and_joined_runs_write_the_bytes_of_one_run) {
   cut.shard_bytes = whole.shard_bytes;
   index_t calls = 0;
   cut.progress = [&](const quantize_progress& p) {
-    if (p.linear.empty() && p.linears_done == 4 && ++calls == 1) throw std::runtime_error("killed");
+    if (p.finished && p.linears_done == 4 && ++calls == 1) throw std::runtime_error("killed");
   };
   BOOST_CHECK_THROW(quantize_checkpoint(cut), std::runtime_error);
   BOOST_TEST(!fs::exists(cut.output + "/config.json"));

@@ -170,11 +170,11 @@ int run_quantize(const std::vector<std::string>& words) {
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
     const double eta = p.work_done > 0 ? elapsed * (1 - p.work_done) / p.work_done : 0;
-    if (p.linear.empty()) {  // a linear just finished
+    if (p.finished) {
       bar.finish();
-      std::printf("[%td/%td] %.1f s, elapsed %s, ETA %s\n", p.linears_done, p.linears_total,
-                  std::chrono::duration<double>(now - last).count(), duration_text(elapsed).c_str(),
-                  duration_text(eta).c_str());
+      std::printf("[%td/%td] %s  %.2f s  (elapsed %s, ETA %s)\n", p.linears_done, p.linears_total,
+                  p.linear.c_str(), std::chrono::duration<double>(now - last).count(),
+                  duration_text(elapsed).c_str(), duration_text(eta).c_str());
       std::fflush(stdout);
       last = now;
       return;
@@ -192,12 +192,20 @@ int run_quantize(const std::vector<std::string>& words) {
   const quantize_result r = quantize_checkpoint(o);
   bar.finish();
 
+  // The per-linear tables when there are scores to show (with a token sample or raw inputs).
   nlohmann::json layers = nlohmann::json::object();
+  bool scored = false;
+  for (const auto& l : r.linears)
+    for (const auto& m : l.report.modalities) scored = scored || m.scores == score_status::computed;
   for (const auto& l : r.linears) {
-    std::printf("%s\n", l.name.c_str());
-    print_report_table(stdout, l.report);
+    if (scored) {
+      std::printf("%s\n", l.name.c_str());
+      print_report_table(stdout, l.report);
+    }
     layers[l.name] = report_json(l.report);
   }
+  if (!scored && !r.linears.empty())
+    std::printf("report: no SQNR scores (they need calibration tokens: give --tokens)\n");
   if (report_file) {
     nlohmann::json report;
     report["layers"] = layers;

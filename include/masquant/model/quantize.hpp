@@ -47,7 +47,8 @@ struct model_part {
 
 /// Where quantize_checkpoint() is.
 struct quantize_progress {
-  std::string linear;         ///< the linear being calibrated ("" between linears)
+  std::string linear;         ///< the linear being calibrated, or just finished
+  bool finished = false;      ///< `linear` is done (its tensors are written)
   index_t linears_done = 0;   ///< linears finished in this run
   index_t linears_total = 0;  ///< linears this run calibrates
   double work_done = 0;       ///< fraction of the run's work done, in [0, 1] (for an ETA)

@@ -35,10 +35,12 @@ struct quantize_run {
         }
   }
 
-  void notify(const std::string& linear, const calibration_progress* stage, double fraction) {
+  void notify(const std::string& linear, const calibration_progress* stage, double fraction,
+              bool finished = false) {
     if (!options.progress) return;
     quantize_progress p;
     p.linear = linear;
+    p.finished = finished;
     p.linears_done = linears_done;
     p.linears_total = linears_total;
     p.work_done = work_total > 0 ? std::min(1.0, (work_done + fraction) / work_total) : 1.0;
@@ -75,34 +77,83 @@ struct quantize_run {
       for (index_t r : l.ranks) gram = gram || r > 0;
     std::optional<modality_stats> shared;
     if (!data.from_raw_tokens()) shared = data.record(g.input, g.input, gram, options.parallel);
+    std::vector<owned_tensor<float>> weights, biases;
     for (const auto& l : g.linears) {
-      const owned_tensor<float> w = ckpt.load_f32(l.name + ".weight");
+      weights.push_back(ckpt.load_f32(l.name + ".weight"));
       ckpt.release(l.name + ".weight");
-      owned_tensor<float> b;
-      if (l.bias) b = ckpt.load_f32(l.name + ".bias");
+      biases.push_back(l.bias ? ckpt.load_f32(l.name + ".bias") : owned_tensor<float>());
+    }
+    // A tied group's factors: stages 2 and 3 once, on the stacked weight of its members.
+    std::optional<std::pair<smoothing_stage, learning_stage>> tied;
+    if (g.tied) {
+      const modality_stats record =
+          shared ? *shared : data.record(g.input, g.input, gram, options.parallel);
+      tied = tied_factors<Deferred>(g, weights, biases, record);
+    }
+    for (std::size_t i = 0; i < g.linears.size(); ++i) {
+      const planned_linear& l = g.linears[i];
       const token_sample sample = data.samples(l.name, g.input);
       std::optional<modality_stats> own;
       if (data.from_raw_tokens()) own = data.record(l.name, g.input, gram, options.parallel);
-      calibration_config config = calibration_config_of(l.settings);
-      config.parallel = options.parallel;
-      const double work = work_of(l);
-      config.progress = [&](const calibration_progress& p) {
-        notify(l.name, &p,
-               work * (static_cast<double>(p.step) / std::max<index_t>(p.steps, 1)) / 2);
-      };
+      const calibration_config config = config_of(l);
       notify(l.name, nullptr, 0);
       const calibration_result r = with_context(l.name, [&] {
-        const calibration_problem problem(w.matrix(),
-                                          l.bias ? b.vector() : vector_view<const float>(),
+        const calibration_problem problem(weights[i].matrix(),
+                                          l.bias ? biases[i].vector() : vector_view<const float>(),
                                           plan.modalities, sample.views(), config);
-        return calibrate<Deferred>(problem, calibration_statistics::view(own ? *own : *shared));
+        const auto stats = calibration_statistics::view(own ? *own : *shared);
+        if (tied) return calibrate<Deferred>(problem, stats, tied->first, tied->second);
+        return calibrate<Deferred>(problem, stats);
       });
       write_linear(out, l, r.params);
       result.linears.push_back({l.name, r.report});
-      work_done += work;
+      work_done += work_of(l);
       ++linears_done;
-      notify("", nullptr, 0);
+      notify(l.name, nullptr, 0, true);
     }
+  }
+
+  // The calibration_config of a linear, with the run's threads and progress.
+  calibration_config config_of(const planned_linear& l) {
+    calibration_config config = calibration_config_of(l.settings);
+    config.parallel = options.parallel;
+    const double work = work_of(l);
+    const std::string name = l.name;
+    config.progress = [this, work, name](const calibration_progress& p) {
+      notify(name, &p, work * (static_cast<double>(p.step) / std::max<index_t>(p.steps, 1)) / 2);
+    };
+    return config;
+  }
+
+  // The smoothing of a tied group: initial and learned factors of its stacked weight
+  // [Σ d_out, d_in] (SmoothQuant's weight term the max over every member's column, the learning
+  // loss over the concatenated outputs).
+  template <class Deferred>
+  std::pair<smoothing_stage, learning_stage> tied_factors(
+      const planned_group& g, const std::vector<owned_tensor<float>>& weights,
+      const std::vector<owned_tensor<float>>& biases, const modality_stats& record) {
+    const index_t d_in = g.linears.front().d_in;
+    index_t rows = 0;
+    for (const auto& l : g.linears) rows += l.d_out;
+    row_matrix<float> stacked(rows, d_in);
+    std::vector<float> bias(static_cast<std::size_t>(rows), 0.0f);
+    bool any_bias = false;
+    for (std::size_t i = 0, r = 0; i < g.linears.size();
+         r += std::size_t(g.linears[i].d_out), ++i) {
+      stacked.middleRows(index_t(r), g.linears[i].d_out) = as_eigen(weights[i].matrix());
+      if (g.linears[i].bias) {
+        std::copy(biases[i].values().begin(), biases[i].values().end(), bias.begin() + r);
+        any_bias = true;
+      }
+    }
+    const token_sample sample = data.samples(g.input, g.input);
+    const calibration_problem problem(
+        view_of(stacked), any_bias ? vector_view<const float>(bias) : vector_view<const float>(),
+        plan.modalities, sample.views(), config_of(g.linears.front()));
+    const auto stats = calibration_statistics::view(record);
+    smoothing_stage init = initial_factors<Deferred>(problem, stats);
+    learning_stage learned = learn_factors<Deferred>(problem, stats, init);
+    return {std::move(init), std::move(learned)};
   }
 };
 
