@@ -5,6 +5,7 @@
 #include <masquant/calibrate/calibrate.hpp>
 #include <masquant/layer/quantized_linear.hpp>
 #include <masquant/parallel.hpp>
+#include <masquant/stats/modality_stats.hpp>
 #include <string>
 #include <thread>
 #include <utility>
@@ -47,6 +48,48 @@ struct toy_layer {
   modality_inputs inputs() const { return {text.cview(), vision.cview(), audio.cview()}; }
   vector_view<const float> b() const { return {bias.data(), index_t(bias.size())}; }
 };
+
+/// The statistics of the toy's tokens as calibrate() collects them: each modality's block added
+/// at once.
+modality_stats stats_of(const toy_layer& L, gram_mode mode = gram_mode::non_reference) {
+  modality_stats s(L.d_in, 3, mode);
+  const modality_inputs in = L.inputs();
+  for (std::size_t m = 0; m < in.size(); ++m) s.add(in[m], static_cast<modality_id>(m));
+  return s;
+}
+
+/// Every parameter and every number of the report (but the timings) equal, bit for bit.
+void expect_same_calibration(const calibration_result& a, const calibration_result& b) {
+  BOOST_TEST(a.params.qweight == b.params.qweight);
+  BOOST_TEST(a.params.wscale == b.params.wscale);
+  BOOST_TEST(a.params.smooth == b.params.smooth);
+  BOOST_TEST(a.params.bias == b.params.bias);
+  BOOST_TEST(a.merged_factor == b.merged_factor);
+  BOOST_TEST(a.params.lowrank.size() == b.params.lowrank.size());
+  for (std::size_t m = 0; m < a.params.lowrank.size(); ++m) {
+    BOOST_TEST((a.params.lowrank[m].L == b.params.lowrank[m].L));
+    BOOST_TEST((a.params.lowrank[m].R == b.params.lowrank[m].R));
+  }
+  BOOST_TEST(a.report.rank == b.report.rank);
+  BOOST_TEST(a.report.modalities.size() == b.report.modalities.size());
+  for (std::size_t m = 0; m < a.report.modalities.size(); ++m) {
+    const auto &x = a.report.modalities[m], &y = b.report.modalities[m];
+    BOOST_TEST(x.tokens == y.tokens);
+    BOOST_TEST((x.scores == y.scores));
+    for (std::size_t s = 0; s < x.sqnr_db.size(); ++s)
+      BOOST_TEST(
+          (x.sqnr_db[s] == y.sqnr_db[s] || (std::isnan(x.sqnr_db[s]) && std::isnan(y.sqnr_db[s]))));
+    BOOST_TEST((x.alpha == y.alpha || (std::isnan(x.alpha) && std::isnan(y.alpha))));
+    BOOST_TEST(x.rank == y.rank);
+    BOOST_TEST(x.effective_rank == y.effective_rank);
+    BOOST_TEST((x.relative_residual == y.relative_residual));
+    BOOST_TEST(x.singular_values == y.singular_values);
+    BOOST_TEST(x.damping == y.damping);
+  }
+  BOOST_TEST(a.report.learning.steps == b.report.learning.steps);
+  BOOST_TEST((a.report.learning.final_loss == b.report.learning.final_loss ||
+              std::isnan(a.report.learning.final_loss)));
+}
 
 double db(const calibration_result& r, index_t m, report_stage s) {
   return r.report.modalities[std::size_t(m)].sqnr(s);
@@ -392,6 +435,108 @@ BOOST_AUTO_TEST_CASE(skip_lowrank_is_the_shared_weight_alone) {
   with.forward(L.vision.cview(), ids, c.view());
   BOOST_TEST(a.data == b.data);
   BOOST_TEST(a.data != c.data);
+}
+
+// From statistics alone: the same parameters as from the tokens they were accumulated over;
+// with those tokens as the sample also the same report, and the same learned factors and α.
+BOOST_AUTO_TEST_CASE(calibrating_from_statistics_equals_calibrating_from_tokens) {
+  toy_layer L;
+  const modality_stats stats = stats_of(L);
+  std::vector<calibration_config> configs(5);
+  configs[1].weight_bits = 4;
+  configs[1].quantized_compensation = true;
+  configs[1].rank = {1.0, 0, 0};  // exact SVD path
+  configs[1].whitening.method = whitening_method::eigen;
+  configs[2].method = smoothing_method::smoothquant;
+  configs[2].svd.method = svd_method::randomized;
+  configs[2].rank = {4, 4, 0};
+  configs[3].method = smoothing_method::rtn;
+  configs[3].rank.rank = 0;
+  configs[3].activation_bits = 16;
+  configs[4].weight_bits = 4;
+  configs[4].alpha = 0.65;
+  configs[4].deploy.storage = lowrank_storage::float32;
+  for (const auto& c : configs) {
+    const auto want = calibrate(L.w.cview(), L.b(), L.inputs(), c);
+    expect_same_calibration(calibrate(L.w.cview(), L.b(), stats, c, {}, L.inputs()), want);
+    // Without a sample: the same parameters, and a report that says what it could not compute.
+    const auto bare = calibrate(L.w.cview(), L.b(), stats, c);
+    BOOST_TEST(bare.params.smooth == want.params.smooth);
+    BOOST_TEST(bare.params.qweight == want.params.qweight);
+    BOOST_TEST((bare.params.lowrank[1].L == want.params.lowrank[1].L));
+    for (const auto& m : bare.report.modalities) {
+      BOOST_TEST((m.scores == score_status::no_sample));
+      BOOST_TEST(std::isnan(m.sqnr(report_stage::cmc)));
+    }
+    BOOST_TEST(bare.report.modalities[1].tokens == L.vision.rows);
+    BOOST_TEST(bare.report.modalities[1].rank == want.report.modalities[1].rank);
+    BOOST_TEST(bare.report.skipped.size() == 1u);
+    BOOST_TEST((bare.report.skipped.at(0).phase == calibration_phase::report));
+  }
+  // The token stages on the sample: learning and the α search give the same result too.
+  calibration_config c;
+  c.learn_steps = 4;
+  c.learning.batch_tokens = 64;
+  c.alpha_search = true;
+  expect_same_calibration(calibrate(L.w.cview(), L.b(), stats, c, {}, L.inputs()),
+                          calibrate(L.w.cview(), L.b(), L.inputs(), c));
+  // Without a sample they are skipped, named in the report: the SmoothQuant factors at α.
+  const auto bare = calibrate(L.w.cview(), L.b(), stats, c);
+  c.learn_steps = 0;
+  c.alpha_search = false;
+  BOOST_TEST(bare.params.smooth == calibrate(L.w.cview(), L.b(), stats, c).params.smooth);
+  BOOST_TEST(bare.report.learning.steps == 0);
+  std::vector<calibration_phase> phases;
+  for (const auto& s : bare.report.skipped) phases.push_back(s.phase);
+  BOOST_TEST((phases == std::vector<calibration_phase>{calibration_phase::smoothing,
+                                                       calibration_phase::learning,
+                                                       calibration_phase::report}));
+  // A sample of one modality: its scores only.
+  matrix<float> none(0, L.d_in);
+  const auto partial =
+      calibrate(L.w.cview(), L.b(), stats, {}, {}, {none.cview(), L.vision.cview(), none.cview()});
+  BOOST_TEST((partial.report.modalities[1].scores == score_status::computed));
+  BOOST_TEST((partial.report.modalities[0].scores == score_status::no_sample));
+  BOOST_TEST(partial.report.skipped.empty());
+}
+
+// Statistics that do not fit the linear are refused, naming what is wrong.
+BOOST_AUTO_TEST_CASE(statistics_that_do_not_fit_are_named) {
+  toy_layer L;
+  auto expect = [](auto&& f, errc code, const std::vector<std::string>& words) {
+    try {
+      f();
+      BOOST_ERROR("no error");
+    } catch (const error& e) {
+      BOOST_TEST((e.code() == code), e.what());
+      for (const auto& w : words)
+        BOOST_TEST(std::string(e.what()).find(w) != std::string::npos, e.what());
+    }
+  };
+  const modality_stats no_gram = stats_of(L, gram_mode::none);
+  expect([&] { calibrate(L.w.cview(), L.b(), no_gram); }, errc::invalid_argument,
+         {"'vision'", "Gram", "rank 32"});
+  calibration_config off;
+  off.rank.rank = 0;  // no compensation, no Gram needed
+  BOOST_CHECK_NO_THROW(calibrate(L.w.cview(), L.b(), no_gram, off));
+  modality_stats wide(L.d_in + 1, 3, gram_mode::non_reference);
+  expect([&] { calibrate(L.w.cview(), L.b(), wide); }, errc::shape_mismatch,
+         {"49 channels", "d_in = 48"});
+  expect(
+      [&] {
+        calibrate(L.w.cview(), L.b(), stats_of(L), {}, {"text", "vision"});
+      },
+      errc::shape_mismatch, {"3 modalities", "2 modality names"});
+  const modality_stats empty(L.d_in, 3, gram_mode::non_reference);
+  expect([&] { calibrate(L.w.cview(), L.b(), empty); }, errc::invalid_argument,
+         {"no calibration tokens"});
+  matrix<float> narrow(5, L.d_in - 1);
+  expect(
+      [&] {
+        calibrate(L.w.cview(), L.b(), stats_of(L), {}, {},
+                  {L.text.cview(), narrow.cview(), L.audio.cview()});
+      },
+      errc::shape_mismatch, {"'vision'", "d_in = 48"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

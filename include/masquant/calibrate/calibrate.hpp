@@ -214,6 +214,42 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
   return calibrate(weight, bias, inputs, config, std::move(names));
 }
 
+/// Calibrates one linear from per-modality statistics instead of tokens: for models whose raw
+/// calibration inputs are too large to keep (docs/api.md, "Calibrating from statistics").
+///
+/// stats: one accumulator per modality id, with d_in channels — counts, absmax and, for every
+/// non-reference modality with tokens when the rank policy gives the linear a rank, the Gram
+/// matrix (modality_stats with gram_mode::non_reference). From them alone come the initial
+/// factors (SmoothQuant's, or MAS's per-modality ones, with α = config.alpha), the shared weight
+/// and the compensation: bit for bit what calibrate() computes from the tokens the statistics
+/// were accumulated over (the same blocks added in the same order), with learning off. What
+/// needs tokens — the α search, learned MAS and the report — runs on `sample`, a token sample
+/// per modality (the tokens themselves, a subsample, or none: an empty vector, or 0 rows for a
+/// modality). Without one, those parts are skipped and the report says so instead of inventing
+/// numbers: report.skipped names each, and a modality without sample tokens has scores
+/// score_status::no_sample. report.modalities[m].tokens counts the statistics' tokens.
+///
+/// Throws as calibrate(); errc::shape_mismatch when the statistics' channel count differs from
+/// d_in or their modality count from the names; errc::invalid_argument when the statistics hold
+/// no token, or a Gram matrix the compensation needs is missing (naming the modality).
+///
+/// Example:
+/// \code
+///   masquant::modality_stats stats(d_in, 3, masquant::gram_mode::non_reference);
+///   stats.add(hidden, ids);                  // every calibration batch, then drop the tokens
+///   auto result = masquant::calibrate(w, bias, stats, config, {"text", "vision", "audio"},
+///                                     {text_sample, vision_sample, audio_sample});
+/// \endcode
+template <class Deferred = void>
+calibration_result calibrate(matrix_view<const float> weight, vector_view<const float> bias,
+                             const modality_stats& stats, const calibration_config& config = {},
+                             std::vector<std::string> names = {},
+                             const modality_inputs& sample = {}) {
+  if (names.empty()) names = default_modality_names(stats.modalities());
+  const calibration_problem problem(weight, bias, std::move(names), sample, config);
+  return calibrate(problem, calibration_statistics::view(stats));
+}
+
 #ifdef MASQUANT_SEPARATE_COMPILATION
 extern template calibration_result calibrate<void>(const calibration_problem&,
                                                    const calibration_statistics&, smoothing_stage,
@@ -224,6 +260,11 @@ extern template calibration_result calibrate<void>(matrix_view<const float>,
                                                    vector_view<const float>, const modality_inputs&,
                                                    const calibration_config&,
                                                    std::vector<std::string>);
+extern template calibration_result calibrate<void>(matrix_view<const float>,
+                                                   vector_view<const float>, const modality_stats&,
+                                                   const calibration_config&,
+                                                   std::vector<std::string>,
+                                                   const modality_inputs&);
 extern template calibration_result calibrate<void>(
     matrix_view<const float>, vector_view<const float>, matrix_view<const float>,
     vector_view<const modality_id>, const calibration_config&, std::vector<std::string>);
