@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <masquant/io/detail/atomic_file.hpp>
 #include <masquant/io/detail/json_file.hpp>
@@ -159,6 +160,9 @@ int run_quantize(const std::vector<std::string>& words) {
   o.recipe.defaults = o.recipe.defaults.overridden_by(flags);
   if (args.has("reference")) o.recipe.reference = args.get("reference");
   o.recipe.validate();
+  std::error_code ec;
+  if (std::filesystem::exists(o.output, ec) && std::filesystem::equivalent(o.model, o.output, ec))
+    throw usage_error("the output directory '" + o.output + "' is the model directory");
 
   thread_pool pool(threads);
   o.parallel = pool.as_function();
@@ -206,6 +210,13 @@ int run_quantize(const std::vector<std::string>& words) {
   }
   if (!scored && !r.linears.empty())
     std::printf("report: no SQNR scores (they need calibration tokens: give --tokens)\n");
+  index_t unlearned = 0;
+  for (const auto& l : r.linears)
+    for (const auto& s : l.report.skipped)
+      unlearned += s.phase == calibration_phase::learning ? 1 : 0;
+  if (unlearned > 0)
+    std::printf("note: learned MAS skipped for %td linears: it needs a token sample (--tokens)\n",
+                unlearned);
   if (report_file) {
     nlohmann::json report;
     report["layers"] = layers;
