@@ -46,6 +46,9 @@ template std::vector<masquant::modality_scores> masquant::evaluate_report<void>(
     const masquant::calibration_problem&, const masquant::calibration_statistics&,
     const masquant::quantized_linear_params&, const std::vector<float>&);
 template masquant::calibration_result masquant::calibrate<void>(
+    const masquant::calibration_problem&, const masquant::calibration_statistics&,
+    masquant::smoothing_stage, masquant::learning_stage);
+template masquant::calibration_result masquant::calibrate<void>(
     const masquant::calibration_problem&, const masquant::calibration_statistics&);
 template masquant::calibration_result masquant::calibrate<void>(masquant::matrix_view<const float>,
                                                                 masquant::vector_view<const float>,

@@ -24,6 +24,9 @@ struct option {
   std::string value_name;     ///< empty for a switch without value
   std::string help;           ///< one line
   std::string default_value;  ///< shown in --help; empty when none
+  /// Takes several values: `--stats a b c` (every following word up to the next one starting
+  /// with '-') or `--stats a --stats b`; get_all() gives them in order.
+  bool repeatable = false;
 };
 
 /// The flags and positional arguments a command accepts, and its help text.
@@ -33,6 +36,7 @@ struct command_spec {
   std::string summary;                  ///< one paragraph
   std::vector<std::string> positional;  ///< names of the required positional arguments
   std::vector<option> options;
+  bool variadic = false;  ///< the last positional argument takes one or more words
 };
 
 /// The result of parsing: flag values by name and positional arguments in order.
@@ -43,7 +47,13 @@ class parsed_args {
   /// The flag's value, or `fallback` when the flag was not given.
   std::string get(const std::string& name, const std::string& fallback = "") const {
     auto it = values_.find(name);
-    return it == values_.end() ? fallback : it->second;
+    return it == values_.end() ? fallback : it->second.front();
+  }
+
+  /// Every value of a repeatable flag, in command-line order (empty when not given).
+  std::vector<std::string> get_all(const std::string& name) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? std::vector<std::string>{} : it->second;
   }
 
   /// An integer flag in [lo, hi]; throws usage_error naming the flag otherwise.
@@ -93,7 +103,7 @@ class parsed_args {
     if (!s.empty() && s.back() == '.') s.pop_back();
     return s;
   }
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positional_;
 };
 
@@ -103,7 +113,8 @@ inline std::string help_text(const command_spec& spec) {
       "usage: masquant " + spec.name + " " + spec.synopsis + "\n\n" + spec.summary + "\n";
   if (!spec.options.empty()) out += "\noptions:\n";
   for (const auto& o : spec.options) {
-    std::string left = "  --" + o.name + (o.value_name.empty() ? "" : " " + o.value_name);
+    std::string left = "  --" + o.name + (o.value_name.empty() ? "" : " " + o.value_name) +
+                       (o.repeatable ? "..." : "");
     if (left.size() < 28)
       left.resize(28, ' ');
     else
@@ -152,25 +163,33 @@ inline parsed_args parse(const command_spec& spec, const std::vector<std::string
     for (const auto& o : spec.options)
       if (o.name == name) opt = &o;
     if (!opt) throw usage_error("unknown option '--" + name + "' for 'masquant " + spec.name + "'");
-    if (result.values_.count(name)) throw usage_error("option '--" + name + "' given twice");
+    if (result.values_.count(name) && !opt->repeatable)
+      throw usage_error("option '--" + name + "' given twice");
     if (opt->value_name.empty()) {
       if (inline_value) throw usage_error("option '--" + name + "' takes no value");
-      result.values_[name] = "1";
+      result.values_[name] = {"1"};
       continue;
     }
     if (!inline_value) {
       if (i + 1 >= args.size()) throw usage_error("option '--" + name + "' needs a value");
       value = args[++i];
     }
-    result.values_[name] = value;
+    result.values_[name].push_back(value);
+    // A repeatable flag also takes the words that follow it, up to the next flag.
+    while (opt->repeatable && !inline_value && i + 1 < args.size() && !args[i + 1].empty() &&
+           args[i + 1][0] != '-')
+      result.values_[name].push_back(args[++i]);
   }
-  if (result.positional_.size() != spec.positional.size()) {
+  const bool count_ok = spec.variadic ? result.positional_.size() >= spec.positional.size()
+                                      : result.positional_.size() == spec.positional.size();
+  if (!count_ok) {
     std::string names;
     for (const auto& p : spec.positional) names += " " + p;
-    throw usage_error(
-        "'masquant " + spec.name + "' takes " + std::to_string(spec.positional.size()) +
-        " argument" + (spec.positional.size() == 1 ? "" : "s") +
-        (names.empty() ? "" : ":" + names) + ", got " + std::to_string(result.positional_.size()));
+    throw usage_error("'masquant " + spec.name + "' takes " + (spec.variadic ? "at least " : "") +
+                      std::to_string(spec.positional.size()) + " argument" +
+                      (spec.positional.size() == 1 ? "" : "s") +
+                      (names.empty() ? "" : ":" + names) + ", got " +
+                      std::to_string(result.positional_.size()));
   }
   return result;
 }

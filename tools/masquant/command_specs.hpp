@@ -9,6 +9,7 @@
 #include <masquant/calibrate/problem.hpp>
 #include <masquant/config.hpp>
 #include <masquant/enum_names.hpp>
+#include <masquant/model/settings.hpp>
 #include <string>
 #include <vector>
 
@@ -16,12 +17,10 @@
 
 namespace masquant::cli {
 
-/// The calibration the tool runs when no flag says otherwise: the library's defaults
-/// (calibration_config), except learned MAS, which the tool runs for 50 steps per layer.
+/// The calibration the tool runs when no flag says otherwise: the recipes' defaults
+/// (linear_settings::defaults(): calibration_config's, with 50 learned MAS steps per layer).
 inline calibration_config tool_default_config() {
-  calibration_config c;
-  c.learn_steps = 50;
-  return c;
+  return calibration_config_of(linear_settings::defaults());
 }
 
 /// The demo's own defaults.
@@ -153,9 +152,76 @@ inline const command_spec inspect_spec{
     {"FILE"},
     {}};
 
+inline const command_spec quantize_spec{
+    "quantize",
+    "MODEL_DIR -o OUT_DIR (--stats S... [--tokens T...] | --inputs I) [flags]",
+    "Quantizes a Hugging Face checkpoint (config.json, model.safetensors or shards with\n"
+    "model.safetensors.index.json) with MASQuant and writes a quantized checkpoint: every linear\n"
+    "the recipe selects calibrated from its input's statistics and stored as P.qweight, P.wscale,\n"
+    "P.smooth.<m>, P.lowrank.<m>.L/R, P.bias; every other tensor copied; shards with an index;\n"
+    "config.json with the recipe as quantization_config. The calibrate flags set the recipe's\n"
+    "defaults. --layers/--only quantize a part of the model into OUT_DIR/parts/, --join joins\n"
+    "the parts. See docs/model.md.",
+    {"MODEL_DIR"},
+    {{"output", "OUT_DIR",
+      "output directory (also -o); refused if it exists, unless --resume/--force", ""},
+     {"stats", "S", "statistics files (shards of a capture, merged record by record)", "", true},
+     {"tokens", "T", "token sample files (K.inputs.<modality>) for learning, alpha search, report",
+      "", true},
+     {"inputs", "I", "raw calibration tokens P.inputs.<modality> per linear, instead of --stats",
+      ""},
+     {"recipe", "R", "recipe JSON file (or a quantized checkpoint's config.json section)", ""},
+     {"preset", "NAME", "built-in recipe: llama | qwen2_5_vl | qwen2_5_omni",
+      "from config.json's model_type"},
+     {"wbits", "N", "weight bits, 2..8", ""},
+     {"abits", "N", "activation bits, 2..8, or 16 for none", ""},
+     {"method", "M", "rtn | smoothquant | mas", ""},
+     {"alpha", "A", "SmoothQuant migration strength in [0, 1], or 'auto'", ""},
+     {"learn-steps", "N", "learned-MAS steps per linear (needs --tokens or --inputs)", ""},
+     {"learning-rate", "LR", "Adam learning rate of learned MAS", ""},
+     {"batch-tokens", "N", "tokens per learning step (0: all)", ""},
+     {"rank", "R", "compensation rank: a ratio of min(d_in, d_out) if <= 1, else absolute", ""},
+     {"min-rank", "N", "lowest non-zero compensation rank", ""},
+     {"reference", "NAME", "reference modality", ""},
+     {"whiten", "W", "cholesky | eigen | none", ""},
+     {"damping", "L", "whitening damping", ""},
+     {"quantized-compensation", "", "compensate towards Q(W·diag(s_m))", ""},
+     {"seed", "S", "seed of the learning minibatches and the randomized SVD", ""},
+     {"shard-size", "SIZE", "largest output shard (e.g. 4GB, 500MB, 2GiB)", "4GB"},
+     {"resume", "", "keep the shards an interrupted run of the same inputs completed", ""},
+     {"force", "", "write into an existing OUT_DIR, recomputing every shard", ""},
+     {"layers", "A:B", "quantize only decoder blocks A to B, into OUT_DIR/parts/", ""},
+     {"only", "PATTERN", "quantize only the linears matching (into OUT_DIR/parts/)", "", true},
+     {"join", "", "join OUT_DIR/parts/ into the checkpoint (same inputs as the parts)", ""},
+     {"threads", "N", "threads (0: all cores)", "0"},
+     {"report", "FILE", "also write the per-linear report as JSON", ""}}};
+
+inline const command_spec stats_merge_spec{
+    "stats merge",
+    "A.safetensors B.safetensors ... -o OUT.safetensors",
+    "Merges statistics files (shards of one capture, from several processes or machines) into\n"
+    "one: records of the same input merge exactly (counts, min, max; means, variances and Gram\n"
+    "matrices to rounding). The files must have the same modalities. Written atomically.",
+    {"FILE"},
+    {{"output", "OUT", "output file (also -o)", ""}},
+    true};
+
+inline const command_spec stats_inspect_spec{
+    "stats inspect",
+    "STATS.safetensors",
+    "Lists the inputs of a statistics file: channels, and per modality the tokens, whether the\n"
+    "Gram matrix is kept, and the largest channel absmax.",
+    {"FILE"},
+    {}};
+
+inline const char* const stats_usage_text =
+    "usage: masquant stats merge A B ... -o OUT      merge statistics files of shards\n"
+    "       masquant stats inspect FILE              list a statistics file\n";
+
 /// Every command's spec, in the order of the tool's usage text.
 inline std::vector<const command_spec*> command_specs() {
-  return {&demo_spec, &calibrate_spec, &forward_spec, &inspect_spec};
+  return {&demo_spec,     &calibrate_spec,   &forward_spec,      &inspect_spec,
+          &quantize_spec, &stats_merge_spec, &stats_inspect_spec};
 }
 
 }  // namespace masquant::cli

@@ -18,5 +18,7 @@ int run_demo(const std::vector<std::string>& args);
 int run_calibrate(const std::vector<std::string>& args);
 int run_forward(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
+int run_quantize(const std::vector<std::string>& args);
+int run_stats(const std::vector<std::string>& args);
 
 }  // namespace masquant::cli

@@ -27,6 +27,8 @@ const char* const usage_text =
     "  calibrate   calibrate and quantize every layer of a safetensors file\n"
     "  forward     run calibrated layers (INT8 GEMM path) on activations\n"
     "  inspect     list a safetensors file's tensors, metadata and activation statistics\n"
+    "  quantize    quantize a Hugging Face checkpoint into a MASQuant checkpoint\n"
+    "  stats       merge and inspect statistics files (masquant stats --help)\n"
     "\n"
     "'masquant <command> --help' describes a command. Exit codes: 0 success, 1 failure\n"
     "(bad input data, I/O, numerics), 2 bad command line.\n";
@@ -75,6 +77,8 @@ int main(int argc, char** argv) {
     if (command == "calibrate") return run_calibrate(args);
     if (command == "forward") return run_forward(args);
     if (command == "inspect") return run_inspect(args);
+    if (command == "quantize") return run_quantize(args);
+    if (command == "stats") return run_stats(args);
     throw usage_error("unknown command '" + command + "'");
   } catch (const usage_error& e) {
     std::fprintf(stderr, "masquant: %s (see 'masquant %s--help')\n", e.what(),

@@ -51,23 +51,22 @@ class stopwatch {
 
 }  // namespace detail
 
-/// Runs stages 2 to 6 (initial_factors, learn_factors, quantize_shared_weight, compensate,
-/// evaluate_report) on a problem and the statistics of its input, timing each phase, and
-/// assembles the deployable parameters and the report. The statistics phase takes 0 s here.
-/// Throws as the stages do.
+/// Stages 4 to 6 (quantize_shared_weight, compensate, evaluate_report) with smoothing factors
+/// already chosen — by stages 2 and 3 on this problem, as calibrate(problem, stats) does, or once
+/// for a group of linears with tied smoothing (the stages run on the group's stacked weight) —
+/// and the assembly of the deployable parameters and the report. The statistics, smoothing and
+/// learning phases take 0 s here. Throws as the stages do.
 template <class Deferred = void>
 calibration_result calibrate(const calibration_problem& problem,
-                             const calibration_statistics& stats) {
+                             const calibration_statistics& stats, smoothing_stage init,
+                             learning_stage learned) {
   detail::stopwatch clock, total;
   check_statistics(problem, stats);
+  detail::check_factors(problem, learned.factors);
   calibration_result result;
   calibration_report& report = result.report;
   auto& seconds = report.seconds;
 
-  smoothing_stage init = initial_factors(problem, stats);
-  seconds[calibration_phase::smoothing] = clock.lap();
-  learning_stage learned = learn_factors(problem, stats, init);
-  seconds[calibration_phase::learning] = clock.lap();
   quantized_matrix shared = quantize_shared_weight(problem, learned.factors);
   seconds[calibration_phase::quantization] = clock.lap();
   compensation_stage comp = compensate(problem, stats, learned.factors, shared);
@@ -112,6 +111,26 @@ calibration_result calibrate(const calibration_problem& problem,
     report.skipped.push_back(
         {calibration_phase::report, "the report needs calibration tokens (none given): no scores"});
   seconds.total = total.lap();
+  return result;
+}
+
+/// Runs stages 2 to 6 (initial_factors, learn_factors, quantize_shared_weight, compensate,
+/// evaluate_report) on a problem and the statistics of its input, timing each phase, and
+/// assembles the deployable parameters and the report. The statistics phase takes 0 s here.
+/// Throws as the stages do.
+template <class Deferred = void>
+calibration_result calibrate(const calibration_problem& problem,
+                             const calibration_statistics& stats) {
+  detail::stopwatch clock;
+  check_statistics(problem, stats);
+  smoothing_stage init = initial_factors(problem, stats);
+  const double smoothing = clock.lap();
+  learning_stage learned = learn_factors(problem, stats, init);
+  const double learning = clock.lap();
+  calibration_result result = calibrate(problem, stats, std::move(init), std::move(learned));
+  result.report.seconds[calibration_phase::smoothing] = smoothing;
+  result.report.seconds[calibration_phase::learning] = learning;
+  result.report.seconds.total += smoothing + learning;
   return result;
 }
 
@@ -232,6 +251,9 @@ calibration_result calibrate(matrix_view<const float> weight, vector_view<const 
 }
 
 #ifdef MASQUANT_SEPARATE_COMPILATION
+extern template calibration_result calibrate<void>(const calibration_problem&,
+                                                   const calibration_statistics&, smoothing_stage,
+                                                   learning_stage);
 extern template calibration_result calibrate<void>(const calibration_problem&,
                                                    const calibration_statistics&);
 extern template calibration_result calibrate<void>(matrix_view<const float>,

@@ -19,7 +19,7 @@ namespace masquant {
 ///
 /// Every dtype of the safetensors format with a whole-byte element size is recognised, so that a
 /// file holding, say, an I64 tensor still opens and lists; typed loads support the
-/// is_supported() subset (F32, F16, BF16, F64, I8, U8, I32). The declaration order is the
+/// is_supported() subset (F32, F16, BF16, F64, I8, U8, I32, I64). The declaration order is the
 /// reference Rust crate's (increasing alignment): the writer sorts by it.
 enum class dtype : std::uint8_t {
   boolean,  ///< "BOOL", one byte
@@ -117,10 +117,10 @@ inline std::optional<dtype> parse_dtype(std::string_view name) noexcept {
 }
 
 /// True for the dtypes masquant loads and stores as typed elements: F32, F16, BF16, F64, I8, U8,
-/// I32. The others are listed and reachable as raw bytes only.
+/// I32, I64. The others are listed and reachable as raw bytes only.
 constexpr bool is_supported(dtype t) noexcept {
   return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16 || t == dtype::f64 ||
-         t == dtype::i8 || t == dtype::u8 || t == dtype::i32;
+         t == dtype::i8 || t == dtype::u8 || t == dtype::i32 || t == dtype::i64;
 }
 
 namespace detail {
@@ -154,10 +154,14 @@ template <>
 struct dtype_of_impl<std::int32_t> {
   static constexpr dtype value = dtype::i32;
 };
+template <>
+struct dtype_of_impl<std::int64_t> {
+  static constexpr dtype value = dtype::i64;
+};
 }  // namespace detail
 
 /// The dtype that stores a C++ element type: float F32, double F64, half F16, bfloat16 BF16,
-/// int8_t I8, uint8_t U8, int32_t I32 (other types do not compile).
+/// int8_t I8, uint8_t U8, int32_t I32, int64_t I64 (other types do not compile).
 template <class T>
 inline constexpr dtype dtype_of = detail::dtype_of_impl<T>::value;
 

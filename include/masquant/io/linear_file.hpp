@@ -88,8 +88,36 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
 /// prefix. (No bound on L and R follows from the file alone; quantized_linear::forward refuses
 /// outputs that overflow float.)
 inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
+                                           const std::vector<std::string>& modalities,
+                                           int weight_bits, int activation_bits);
+
+inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
                                            const std::string& reference, int weight_bits,
                                            int activation_bits) {
+  // Modalities: every P.smooth.<m>, reference first, the others in name order. (By the grammar
+  // of tensor names, P.smooth.weight is the weight of a layer "P.smooth", and P.smooth.x.weight
+  // of "P.smooth.x".)
+  const std::string smooth_prefix = prefix + ".smooth.";
+  std::vector<std::string> names;
+  for (const tensor_info* t : file.children(smooth_prefix).tensors)  // in name order
+    if (is_modality_name(std::string_view(t->name).substr(smooth_prefix.size())))
+      names.push_back(t->name.substr(smooth_prefix.size()));
+  // Bounded before anything is loaded (and before the searches below, linear in it).
+  MASQUANT_CHECK(names.size() <= 256, errc::format_error, file.source(), ": layer '", prefix,
+                 "' has ", names.size(), " modalities (tensors ", smooth_prefix, "<m>), at most 256");
+  const auto ref = std::find(names.begin(), names.end(), reference);
+  MASQUANT_CHECK(ref != names.end(), errc::format_error, file.source(), ": missing tensor '",
+                 smooth_prefix, reference, "' (the reference modality's smoothing)");
+  std::rotate(names.begin(), ref, ref + 1);
+  return load_linear(file, prefix, names, weight_bits, activation_bits);
+}
+
+/// load_linear() with the modalities given, in id order (modalities[0] is the reference): every
+/// one must have its P.smooth.<m>; a P.smooth.<m> or P.lowrank.<m> of a modality not listed is a
+/// format error naming the tensor.
+inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
+                                           const std::vector<std::string>& modalities,
+                                           int weight_bits, int activation_bits) {
   const std::string& src = file.source();
   auto need = [&](const std::string& name) -> const tensor_info& {
     const tensor_info* t = file.find(name);
@@ -125,20 +153,17 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
     p.bias = file.load_f32(b->name).values();
   }
 
-  // Modalities: every P.smooth.<m>, reference first. (By the grammar of tensor names,
-  // P.smooth.weight is the weight of a layer "P.smooth", and P.smooth.x.weight of "P.smooth.x".)
   const std::string smooth_prefix = prefix + ".smooth.";
-  std::vector<std::string> names;
-  for (const tensor_info* t : file.children(smooth_prefix).tensors)  // in name order
-    if (is_modality_name(std::string_view(t->name).substr(smooth_prefix.size())))
-      names.push_back(t->name.substr(smooth_prefix.size()));
-  // Bounded before anything is loaded (and before the searches below, linear in it).
-  MASQUANT_CHECK(names.size() <= 256, errc::format_error, src, ": layer '", prefix, "' has ",
-                 names.size(), " modalities (tensors ", smooth_prefix, "<m>), at most 256");
-  const auto ref = std::find(names.begin(), names.end(), reference);
-  MASQUANT_CHECK(ref != names.end(), errc::format_error, src, ": missing tensor '", smooth_prefix,
-                 reference, "' (the reference modality's smoothing)");
-  std::rotate(names.begin(), ref, ref + 1);
+  const std::vector<std::string>& names = modalities;
+  MASQUANT_CHECK(!names.empty() && names.size() <= 256, errc::invalid_argument, src, ": layer '",
+                 prefix, "': ", names.size(), " modalities given (1 to 256)");
+  const std::string& reference = names.front();
+  for (const tensor_info* t : file.children(smooth_prefix).tensors) {
+    const std::string m = t->name.substr(smooth_prefix.size());
+    MASQUANT_CHECK(!is_modality_name(m) || std::find(names.begin(), names.end(), m) != names.end(),
+                   errc::format_error, src, ": tensor '", t->name,
+                   "' smooths a modality the layer is not loaded with");
+  }
   p.modality_names = names;
   for (const auto& m : names) {
     const tensor_info& s = need(smooth_prefix + m);

@@ -10,12 +10,12 @@
 #include <masquant/error.hpp>
 #include <masquant/io/detail/atomic_file.hpp>
 #include <masquant/io/detail/element_codec.hpp>
+#include <masquant/io/detail/layout.hpp>
 #include <masquant/io/detail/text.hpp>
 #include <masquant/io/dtype.hpp>
 #include <masquant/io/owned_tensor.hpp>
 #include <masquant/io/tensor_shape.hpp>
 #include <masquant/tensor/view.hpp>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <string_view>
@@ -120,33 +120,31 @@ class safetensors_writer {
 
   /// The whole file as bytes (for in-memory use; write() streams instead).
   std::vector<std::uint8_t> serialize() const {
-    const std::vector<const entry*> order = data_order();
-    const std::string header = make_header(order);
-    std::vector<std::uint8_t> out(8 + header.size());
-    put_le64(out.data(), header.size());
-    std::memcpy(out.data() + 8, header.data(), header.size());
-    for (const entry* e : order) out.insert(out.end(), e->bytes.begin(), e->bytes.end());
+    const auto layout = detail::layout_of(layout_entries(), metadata_);
+    std::vector<std::uint8_t> out(8 + layout.header.size());
+    detail::put_le64(out.data(), layout.header.size());
+    std::memcpy(out.data() + 8, layout.header.data(), layout.header.size());
+    for (const std::size_t i : layout.order)
+      out.insert(out.end(), entries_[i].bytes.begin(), entries_[i].bytes.end());
     return out;
   }
 
   /// Writes the file atomically (see the class comment); throws errc::io_error naming the path.
   void write(const std::string& path) const {
-    const std::vector<const entry*> order = data_order();
-    const std::string header = make_header(order);
+    const auto layout = detail::layout_of(layout_entries(), metadata_);
     unsigned char prefix[8];
-    put_le64(prefix, header.size());
+    detail::put_le64(prefix, layout.header.size());
     detail::atomic_file out(path);
     out.write(prefix, 8);
-    out.write(header.data(), header.size());
-    for (const entry* e : order) out.write(e->bytes.data(), e->bytes.size());
+    out.write(layout.header.data(), layout.header.size());
+    for (const std::size_t i : layout.order)
+      out.write(entries_[i].bytes.data(), entries_[i].bytes.size());
     out.commit();
   }
 
  private:
   struct entry {
-    std::string name;
-    dtype type;
-    tensor_shape shape;
+    detail::layout_entry declared;
     std::vector<unsigned char> bytes;
   };
 
@@ -157,21 +155,15 @@ class safetensors_writer {
 
   // Validates the name and dtype and appends an entry with room for its bytes.
   entry& start(std::string name, tensor_shape shape, dtype as, dtype from, bool storable) {
-    const std::string tensor = detail::cat("safetensors_writer: tensor ", detail::quote_name(name));
-    MASQUANT_CHECK(!name.empty(), errc::invalid_argument, "safetensors_writer: empty tensor name");
-    MASQUANT_CHECK(name != "__metadata__", errc::invalid_argument, tensor,
-                   ": the name is reserved for metadata");
-    MASQUANT_CHECK(detail::is_valid_utf8(name), errc::invalid_argument, tensor,
-                   ": the name is not valid UTF-8");
-    MASQUANT_CHECK(!has(name), errc::invalid_argument, tensor, " was already added");
+    entry e{{std::move(name), as, std::move(shape)}, {}};
+    const std::string& n = e.declared.name;
+    detail::check_entry("safetensors_writer", e.declared);
+    const std::string tensor = detail::cat("safetensors_writer: tensor ", detail::quote_name(n));
+    MASQUANT_CHECK(!has(n), errc::invalid_argument, tensor, " was already added");
     MASQUANT_CHECK(storable, errc::invalid_argument, tensor, ": ", from,
                    " data cannot be stored as ", as);
-    MASQUANT_CHECK(
-        tensor_shape::fits(static_cast<std::uint64_t>(shape.elements()), 1, dtype_size(as)),
-        errc::overflow, tensor, ": ", shape, " of ", as, " overflows 63-bit sizes");
-    names_.insert(name);
-    entry e{std::move(name), as, std::move(shape), {}};
-    e.bytes.resize(static_cast<std::size_t>(e.shape.elements()) * dtype_size(as));
+    names_.insert(n);
+    e.bytes.resize(static_cast<std::size_t>(e.declared.bytes()));
     entries_.push_back(std::move(e));
     return entries_.back();
   }
@@ -180,74 +172,25 @@ class safetensors_writer {
   // messages. Drops the entry when a value does not fit, so a failed add() adds nothing.
   template <class V>
   void encode(entry& e, const V* src, index_t n, std::size_t first, index_t row) {
-    const index_t bad =
-        detail::encode_elements(src, n, e.type, e.bytes.data() + first * dtype_size(e.type));
+    const index_t bad = detail::encode_elements(
+        src, n, e.declared.type, e.bytes.data() + first * dtype_size(e.declared.type));
     if (bad < 0) return;
     const std::string where =
         row >= 0 ? detail::cat("element (", row, ", ", bad, ")") : detail::cat("element ", bad);
     const double value = static_cast<double>(src[bad]);
-    const std::string name = e.name;
-    const dtype type = e.type;
+    const std::string name = e.declared.name;
+    const dtype type = e.declared.type;
     names_.erase(name);
     entries_.pop_back();
     raise(errc::overflow, detail::cat("safetensors_writer: tensor ", detail::quote_name(name), ": ",
                                       where, " = ", value, " overflows ", type));
   }
 
-  // Tensors in file order: decreasing alignment (the reference crate's dtype order), then name.
-  std::vector<const entry*> data_order() const {
-    std::vector<const entry*> order;
-    order.reserve(entries_.size());
-    for (const entry& e : entries_) order.push_back(&e);
-    std::sort(order.begin(), order.end(), [](const entry* a, const entry* b) {
-      if (a->type != b->type) return a->type > b->type;
-      return a->name < b->name;
-    });
-    return order;
-  }
-
-  // The JSON text, as nlohmann's compact dump of the ordered object would give it (built as a
-  // string: nlohmann::ordered_json looks keys up linearly, O(n²) over the tensors).
-  std::string make_header(const std::vector<const entry*>& order) const {
-    std::string header = "{";
-    const auto add_string = [&header](const std::string& s) {
-      header += nlohmann::json(s).dump();  // quotes and escapes
-    };
-    if (!metadata_.empty()) {
-      header += "\"__metadata__\":{";
-      for (const auto& [key, value] : metadata_) {
-        if (header.back() != '{') header += ',';
-        add_string(key);
-        header += ':';
-        add_string(value);
-      }
-      header += '}';
-    }
-    std::uint64_t offset = 0;
-    for (const entry* e : order) {
-      if (header.size() > 1) header += ',';
-      add_string(e->name);
-      header += ":{\"dtype\":\"";
-      header += to_string(e->type);
-      header += "\",\"shape\":[";
-      for (std::size_t i = 0; i < e->shape.dims().size(); ++i) {
-        if (i > 0) header += ',';
-        header += std::to_string(e->shape.dims()[i]);
-      }
-      header += "],\"data_offsets\":[";
-      header += std::to_string(offset);
-      header += ',';
-      offset += e->bytes.size();
-      header += std::to_string(offset);
-      header += "]}";
-    }
-    header += '}';
-    header.append((8 - header.size() % 8) % 8, ' ');
-    return header;
-  }
-
-  static void put_le64(unsigned char* out, std::uint64_t v) noexcept {
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(v >> (8 * i));
+  std::vector<detail::layout_entry> layout_entries() const {
+    std::vector<detail::layout_entry> out;
+    out.reserve(entries_.size());
+    for (const entry& e : entries_) out.push_back(e.declared);
+    return out;
   }
 
   std::vector<entry> entries_;

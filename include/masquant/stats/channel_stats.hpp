@@ -20,7 +20,29 @@ namespace masquant {
 class modality_stats;
 namespace detail {
 struct stats_codec;
+struct statistics_file_codec;
+
+/// The moments an accumulator of `count` tokens can hold in one channel: empty (+inf, -inf, 0, 0)
+/// or finite with min <= max and m2 >= 0. Returns the first invalid field (0 min, 1 max, 2 mean,
+/// 3 m2), or -1. Files are checked with it before their state is adopted.
+inline int invalid_moment(std::int64_t count, double min, double max, double mean,
+                          double m2) noexcept {
+  const double inf = std::numeric_limits<double>::infinity();
+  if (count == 0) {
+    if (min != inf) return 0;
+    if (max != -inf) return 1;
+    if (mean != 0.0) return 2;
+    return m2 == 0.0 ? -1 : 3;
+  }
+  if (!std::isfinite(min) || !(min <= max)) return 0;
+  if (!std::isfinite(max)) return 1;
+  if (!std::isfinite(mean)) return 2;
+  return std::isfinite(m2) && m2 >= 0.0 ? -1 : 3;
 }
+
+/// Names of the moment fields, as invalid_moment() numbers them.
+inline constexpr const char* moment_field_names[4] = {"min", "max", "mean", "m2"};
+}  // namespace detail
 
 /// Streaming statistics of the channels (columns) of activations `[tokens, channels]`.
 ///
@@ -174,6 +196,7 @@ class channel_stats {
  private:
   friend class modality_stats;
   friend struct detail::stats_codec;
+  friend struct detail::statistics_file_codec;
 
   std::size_t idx(int field, index_t j) const noexcept {
     return static_cast<std::size_t>(field * channels_ + j);

@@ -208,35 +208,18 @@ struct stats_codec {
     return std::move(records[0]);
   }
 
-  // Values an accumulator can hold: empty (+inf, -inf, 0, 0), or finite with min <= max and
-  // m2 >= 0. Failures name the offending value's offset.
+  // Values an accumulator can hold (invalid_moment); failures name the offending value's offset.
   static void check_moments(const reader& in, const channel_stats& s, std::uint32_t k,
                             std::size_t at) {
     const index_t c = s.channels_;
     const double* v = s.state_.data();
-    const double inf = std::numeric_limits<double>::infinity();
-    const char* names[4] = {"min", "max", "mean", "m2"};
     for (index_t j = 0; j < c; ++j) {
-      const double mn = v[j], mx = v[c + j], mean = v[2 * c + j], m2 = v[3 * c + j];
-      bool ok[4];
-      if (s.count_ == 0) {
-        ok[0] = mn == inf;
-        ok[1] = mx == -inf;
-        ok[2] = mean == 0.0;
-        ok[3] = m2 == 0.0;
-      } else {
-        ok[0] = std::isfinite(mn) && mn <= mx;
-        ok[1] = std::isfinite(mx);
-        ok[2] = std::isfinite(mean);
-        ok[3] = std::isfinite(m2) && m2 >= 0.0;
-      }
-      for (int f = 0; f < 4; ++f) {
-        if (!ok[f]) {
-          in.fail(at + static_cast<std::size_t>(f * c + j) * sizeof(double),
-                  cat("record ", k, ": invalid ", names[f], " ", v[f * c + j], " of channel ", j,
-                      " (min ", mn, ", max ", mx, ", ", s.count_, " tokens)"));
-        }
-      }
+      const double mn = v[j], mx = v[c + j];
+      const int f = invalid_moment(s.count_, mn, mx, v[2 * c + j], v[3 * c + j]);
+      if (f < 0) continue;
+      in.fail(at + static_cast<std::size_t>(f * c + j) * sizeof(double),
+              cat("record ", k, ": invalid ", moment_field_names[f], " ", v[f * c + j],
+                  " of channel ", j, " (min ", mn, ", max ", mx, ", ", s.count_, " tokens)"));
     }
   }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <masquant/io/detail/file_kind.hpp>
 #include <masquant/io/temporary_files.hpp>
 #include <string>
+#include <vector>
 
 namespace masquant::detail {
 
@@ -68,6 +70,47 @@ class atomic_file {
       p += n;
       size -= static_cast<std::size_t>(n);
       written_ += static_cast<std::size_t>(n);
+    }
+  }
+
+  /// Writes `size` bytes at byte `offset` (the file grows as needed; bytes never written read as
+  /// zero), for writers that know the whole layout first; throws as write().
+  void write_at(std::uint64_t offset, const void* data, std::size_t size) {
+    auto p = static_cast<const char*>(data);
+    while (size > 0) {
+      const ::ssize_t n = ::pwrite(fd_, p, size, static_cast<::off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      MASQUANT_CHECK(n > 0, errc::io_error, path_, ": write of ", size, " bytes at offset ", offset,
+                     " failed: ", n < 0 ? std::strerror(errno) : "no progress");
+      p += n;
+      size -= static_cast<std::size_t>(n);
+      offset += static_cast<std::uint64_t>(n);
+    }
+  }
+
+  /// Copies `size` bytes of the open file `src` from `src_offset` to `offset` of this file,
+  /// in the kernel where it can (copy_file_range), so the bytes never pass through this
+  /// process's memory; throws as write(), naming `src_name` when reading fails.
+  void copy_at(std::uint64_t offset, int src, std::uint64_t src_offset, std::uint64_t size,
+               const std::string& src_name) {
+    auto in = static_cast<::off_t>(src_offset), out = static_cast<::off_t>(offset);
+    while (size > 0) {
+      const ::ssize_t n = ::copy_file_range(src, &in, fd_, &out, size, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // unsupported here (EXDEV, ENOSYS, ...) or short: copy by hand
+      size -= static_cast<std::uint64_t>(n);
+    }
+    std::vector<char> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(size, 8u << 20)));
+    while (size > 0) {
+      const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(size, buffer.size()));
+      const ::ssize_t n = ::pread(src, buffer.data(), chunk, in);
+      if (n < 0 && errno == EINTR) continue;
+      MASQUANT_CHECK(n > 0, errc::io_error, src_name, ": read of ", chunk, " bytes at offset ", in,
+                     " failed: ", n < 0 ? std::strerror(errno) : "unexpected end of file");
+      write_at(static_cast<std::uint64_t>(out), buffer.data(), static_cast<std::size_t>(n));
+      in += n;
+      out += n;
+      size -= static_cast<std::uint64_t>(n);
     }
   }
 
