@@ -2,6 +2,7 @@
 // report_stages, measured by running the deployable quantized_linear on the token sample.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <masquant/calibrate/problem.hpp>
@@ -82,7 +83,10 @@ std::vector<modality_scores> evaluate_report(const calibration_problem& problem,
              : problem.sample()[static_cast<std::size_t>(m)].rows() == 0 ? score_status::no_sample
                                                                          : score_status::computed;
   }
-  if (!config.report) return out;
+  const bool any = std::any_of(out.begin(), out.end(), [](const modality_scores& m) {
+    return m.status == score_status::computed;
+  });
+  if (!any) return out;
   problem.notify(calibration_phase::report);
   const quantized_linear deployed(params, config.deploy);
   const matrix_view<const float> weight = problem.weight();

@@ -29,16 +29,14 @@ namespace masquant {
 /// it may be a subsample, or empty (those stages are then skipped and the report says so).
 /// Views, not copies: the weight, bias and tokens must outlive the problem.
 ///
-/// Example (the stages one by one, as calibrate() runs them):
+/// Example (the stages one by one, as calibrate() runs them; `using namespace masquant`):
 /// \code
-///   masquant::calibration_problem problem(w, bias, {"text", "vision"}, {text, vision}, config);
-///   masquant::calibration_statistics stats = masquant::collect_statistics(problem);
-///   masquant::smoothing_stage init = masquant::initial_factors(problem, stats);
-///   masquant::learning_stage learned = masquant::learn_factors(problem, init);
-///   masquant::quantized_matrix shared = masquant::quantize_shared_weight(problem,
-///   learned.factors); masquant::compensation_stage cmc = masquant::compensate(problem, stats,
-///   learned.factors,
-///                                                           shared);
+///   calibration_problem problem(w, bias, {"text", "vision"}, {text, vision}, config);
+///   calibration_statistics stats = collect_statistics(problem);
+///   smoothing_stage init = initial_factors(problem, stats);
+///   learning_stage learned = learn_factors(problem, stats, init);
+///   quantized_matrix shared = quantize_shared_weight(problem, learned.factors);
+///   compensation_stage cmc = compensate(problem, stats, learned.factors, shared);
 /// \endcode
 class calibration_problem {
  public:

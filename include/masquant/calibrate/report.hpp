@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <masquant/config.hpp>
+#include <masquant/enum_names.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,12 +26,20 @@ enum class calibration_phase : int {
 };
 inline constexpr int calibration_phase_count = 6;
 
+/// The phases' names, in order.
+inline constexpr std::array<enum_name<calibration_phase>, calibration_phase_count>
+    calibration_phase_names{{
+        {calibration_phase::statistics, "statistics"},
+        {calibration_phase::smoothing, "smoothing"},
+        {calibration_phase::learning, "learning"},
+        {calibration_phase::quantization, "quantization"},
+        {calibration_phase::compensation, "compensation"},
+        {calibration_phase::report, "report"},
+    }};
+
 /// The phase's name ("statistics").
 inline const char* to_string(calibration_phase p) noexcept {
-  constexpr const char* names[calibration_phase_count] = {
-      "statistics", "smoothing", "learning", "quantization", "compensation", "report"};
-  const int i = static_cast<int>(p);
-  return i >= 0 && i < calibration_phase_count ? names[i] : "unknown";
+  return name_in(calibration_phase_names, p);
 }
 
 /// The stages of the report, in order (names are the report's and the CLI's JSON keys).
@@ -83,19 +92,17 @@ enum class score_status : std::uint8_t {
   no_sample,      ///< calibrated from statistics without tokens of this modality to measure on
 };
 
+/// The statuses' stable names (the tool's JSON "sqnr_status").
+inline constexpr std::array<enum_name<score_status>, 4> score_status_names{{
+    {score_status::computed, "computed"},
+    {score_status::not_requested, "not_requested"},
+    {score_status::no_tokens, "no_tokens"},
+    {score_status::no_sample, "no_sample"},
+}};
+
 /// Short stable name ("no_tokens").
 inline const char* to_string(score_status s) noexcept {
-  switch (s) {
-    case score_status::computed:
-      return "computed";
-    case score_status::not_requested:
-      return "not_requested";
-    case score_status::no_tokens:
-      return "no_tokens";
-    case score_status::no_sample:
-      return "no_sample";
-  }
-  return "unknown";
+  return name_in(score_status_names, s);
 }
 
 /// What the compensation of one modality reports (compensate()).
