@@ -139,6 +139,25 @@ void write_layers(const std::string& path, const std::map<std::string, layer>& l
   w.write(path);
 }
 
+/// The __metadata__ `masquant forward` needs, for a W8A<abits> model with reference "text".
+void set_model_metadata(safetensors_writer& w, const std::string& abits) {
+  for (const auto& [k, v] : std::map<std::string, std::string>{
+           {"format", "masquant"}, {"wbits", "8"}, {"abits", abits}, {"reference", "text"}})
+    w.set_metadata(k, v);
+}
+
+/// A one-modality ("text") layer of `d_out` x `d_in` levels `level`, scales `scale`, factors 1.
+quantized_linear_params plain_layer(index_t d_in, index_t d_out, std::int8_t level, float scale) {
+  quantized_linear_params p;
+  p.d_in = d_in;
+  p.d_out = d_out;
+  p.qweight.assign(static_cast<std::size_t>(d_in * d_out), level);
+  p.wscale.assign(static_cast<std::size_t>(d_out), scale);
+  p.smooth = {std::vector<float>(static_cast<std::size_t>(d_in), 1.0f)};
+  p.modality_names = {"text"};
+  return p;
+}
+
 /// A copy of `src` with tensors and metadata edited: `edit` gets the writer after every other
 /// tensor was added, `skip` names tensors not to copy, `meta` overrides (or, with an empty value,
 /// removes) metadata keys.
@@ -307,18 +326,9 @@ BOOST_AUTO_TEST_CASE(forward_never_writes_inf) {
                  work);
   // Finite activations that overflow a healthy W8A16 layer (every level 127, unit scales): 1e37
   // on 8 inputs.
-  quantized_linear_params p;
-  p.d_in = 8;
-  p.d_out = 2;
-  p.qweight.assign(16, 127);
-  p.wscale = {1.0f, 1.0f};
-  p.smooth = {std::vector<float>(8, 1.0f)};
-  p.modality_names = {"text"};
   safetensors_writer mw;
-  add_linear(mw, "h", p);
-  for (const auto& [k, v] : std::map<std::string, std::string>{
-           {"format", "masquant"}, {"wbits", "8"}, {"abits", "16"}, {"reference", "text"}})
-    mw.set_metadata(k, v);
+  add_linear(mw, "h", plain_layer(8, 2, 127, 1.0f));
+  set_model_metadata(mw, "16");
   const std::string plain = fx.dir.file("plain.safetensors"), big = fx.dir.file("big.safetensors");
   mw.write(plain);
   safetensors_writer w;
@@ -519,9 +529,7 @@ BOOST_AUTO_TEST_CASE(every_command_is_fast_on_160k_tensors) {
       add_linear(mw, prefix, p);
       xw.add(prefix + ".inputs.vision", matrix_view<const float>(tokens.data(), 2, 2));
     }
-    for (const auto& [k, v] : std::map<std::string, std::string>{
-             {"format", "masquant"}, {"wbits", "8"}, {"abits", "8"}, {"reference", "text"}})
-      mw.set_metadata(k, v);
+    set_model_metadata(mw, "8");
     mw.write(many);
     xw.write(x);
   }
@@ -785,18 +793,9 @@ BOOST_AUTO_TEST_CASE(memory_limits_are_named) {
   BOOST_TEST(work.entries().empty());
 
   // forward: 400000 tokens through a 1 -> 256 layer need 390.6 MiB of outputs, held twice.
-  quantized_linear_params p;
-  p.d_in = 1;
-  p.d_out = 256;
-  p.qweight.assign(256, 1);
-  p.wscale.assign(256, 0.5f);
-  p.smooth = {{1.0f}};
-  p.modality_names = {"text"};
   safetensors_writer mw;
-  add_linear(mw, "h", p);
-  for (const auto& [k, v] : std::map<std::string, std::string>{
-           {"format", "masquant"}, {"wbits", "8"}, {"abits", "8"}, {"reference", "text"}})
-    mw.set_metadata(k, v);
+  add_linear(mw, "h", plain_layer(1, 256, 1, 0.5f));
+  set_model_metadata(mw, "8");
   const std::string model = dir.file("h.safetensors"), x = dir.file("x.safetensors");
   mw.write(model);
   safetensors_writer xw;

@@ -71,28 +71,25 @@ inline std::optional<layer_tensor_name> parse_layer_tensor_name(std::string_view
   const auto d1 = cut(name, c1);
   if (d1 == std::string_view::npos || d1 == 0) return std::nullopt;
   const std::string_view before1 = name.substr(0, d1);
-  const struct {
+  struct word_kind {
     std::string_view word;
     layer_tensor kind;
-  } plain[] = {{"weight", layer_tensor::weight},
-               {"bias", layer_tensor::bias},
-               {"qweight", layer_tensor::qweight},
-               {"wscale", layer_tensor::wscale}};
+  };
+  const word_kind plain[] = {{"weight", layer_tensor::weight},
+                             {"bias", layer_tensor::bias},
+                             {"qweight", layer_tensor::qweight},
+                             {"wscale", layer_tensor::wscale}};
   for (const auto& p : plain)
     if (c1 == p.word) return layer_tensor_name{std::string(before1), p.kind, {}};
   if (!is_modality_name(c1)) return std::nullopt;
   const auto d2 = cut(before1, c2);
   if (d2 == std::string_view::npos || d2 == 0) return std::nullopt;
   const std::string_view before2 = name.substr(0, d2);
-  const struct {
-    std::string_view word;
-    layer_tensor kind;
-  } keyed[] = {{"inputs", layer_tensor::inputs},
-               {"outputs", layer_tensor::outputs},
-               {"smooth", layer_tensor::smooth}};
+  const word_kind keyed[] = {{"inputs", layer_tensor::inputs},
+                             {"outputs", layer_tensor::outputs},
+                             {"smooth", layer_tensor::smooth}};
   for (const auto& k : keyed)
-    if (c2 == k.word && is_modality_name(c1))
-      return layer_tensor_name{std::string(before2), k.kind, std::string(c1)};
+    if (c2 == k.word) return layer_tensor_name{std::string(before2), k.kind, std::string(c1)};
   if ((c1 != "L" && c1 != "R") || !is_modality_name(c2)) return std::nullopt;  // "L", "R" are names
   const auto d3 = cut(before2, c3);
   if (d3 == std::string_view::npos || d3 == 0 || c3 != "lowrank") return std::nullopt;
