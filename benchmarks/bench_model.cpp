@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <masquant/io/safetensors_writer.hpp>
 #include <masquant/io/statistics_file.hpp>
 #include <masquant/model/presets.hpp>
 #include <masquant/model/quantize.hpp>
