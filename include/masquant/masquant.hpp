@@ -1,5 +1,6 @@
 // masquant.hpp: umbrella header; includes every public masquant header except the optional io
-// component (include <masquant/io/safetensors.hpp> for safetensors, which needs nlohmann_json).
+// component and the model floor built on it (include <masquant/io/safetensors.hpp> for
+// safetensors, <masquant/model/quantize.hpp> for whole checkpoints; both need nlohmann_json).
 #pragma once
 
 #include <masquant/calibrate/calibrate.hpp>
@@ -47,6 +48,7 @@
 #include <masquant/stats/channel_stats.hpp>
 #include <masquant/stats/modality_stats.hpp>
 #include <masquant/stats/serialize.hpp>
+#include <masquant/stats/statistics_set.hpp>
 #include <masquant/tensor/convert.hpp>
 #include <masquant/tensor/eigen.hpp>
 #include <masquant/tensor/view.hpp>

@@ -200,6 +200,12 @@ BOOST_AUTO_TEST_CASE(bad_command_lines_and_inputs) {
   usage("quantize " + d.ckpt + " -o " + out + " --stats a --join --layers 0:1", "--join");
   usage("stats merge " + d.stats(), "-o");
   usage("stats frobnicate", "frobnicate");
+  // An output that is an input, by any spelling, is refused before anything is read.
+  fs::create_symlink(d.dir.file("s0.safetensors"), d.dir.file("link.safetensors"));
+  usage("stats merge " + d.stats() + " -o " + d.dir.file("link.safetensors"), "same file");
+  usage("quantize " + d.ckpt + " -o " + out + " --stats " + d.stats() + " --report " +
+            d.dir.file("link.safetensors"),
+        "same file");
   // Bad inputs: one line naming the file, exit 1, nothing written.
   auto failure = [&](const std::string& args, const std::string& words) {
     const auto r = d.run(args);

@@ -133,6 +133,20 @@ BOOST_AUTO_TEST_CASE(recipes_round_trip_through_json) {
   check_error([] { recipe_from_json(nlohmann::json::parse(R"({"targets": ["re:("]})"), "r.json"); },
               errc::invalid_argument, {"pattern 're:('"});
   check_error([] { recipe_preset("gpt2"); }, errc::invalid_argument, {"'gpt2'", "llama"});
+  // Modality names follow the tensor-name grammar: a word of it would make names parse two ways.
+  check_error(
+      [] {
+        recipe_from_json(
+            nlohmann::json::parse(R"({"targets": ["a"], "modalities": ["text", "weight"]})"),
+            "r.json");
+      },
+      errc::invalid_argument, {"r.json", "modality 'weight'"});
+  check_error(
+      [] {
+        recipe_from_json(nlohmann::json::parse(R"({"targets": ["a"], "reference": "smooth"})"),
+                         "r.json");
+      },
+      errc::invalid_argument, {"r.json", "\"reference\" 'smooth'"});
 }
 
 BOOST_AUTO_TEST_CASE(name_patterns) {

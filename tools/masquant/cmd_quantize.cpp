@@ -19,8 +19,10 @@
 #include "cli_common.hpp"
 #include "command_specs.hpp"
 #include "commands.hpp"
+#include "file_args.hpp"
 #include "progress.hpp"
 #include "report_format.hpp"
+#include "threads.hpp"
 
 namespace masquant::cli {
 
@@ -132,8 +134,18 @@ int run_quantize(const std::vector<std::string>& words) {
   if (o.join && o.existing == existing_output::resume)
     throw usage_error("--join and --resume exclude each other");
   const linear_settings flags = settings_from_flags(args);
-  const int threads = static_cast<int>(args.get_int("threads", default_threads, 0, 4096));
+  const int threads = thread_count(args);
   const std::string report_path = args.get("report");
+  {
+    std::vector<file_arg> files;
+    for (const auto& s : o.statistics) files.push_back({"--stats", s, false});
+    for (const auto& s : o.tokens) files.push_back({"--tokens", s, false});
+    files.push_back({"--inputs", o.inputs, false});
+    files.push_back({"--recipe", args.get("recipe"), false});
+    files.push_back({"MODEL_DIR/config.json", o.model + "/config.json", false});
+    files.push_back({"--report", report_path, true});
+    check_file_args(files);
+  }
 
   // The recipe: a file, a preset, or the preset of config.json's model_type.
   if (args.has("recipe")) {

@@ -9,6 +9,7 @@
 #include "args.hpp"
 #include "command_specs.hpp"
 #include "commands.hpp"
+#include "file_args.hpp"
 #include "progress.hpp"
 
 namespace masquant::cli {
@@ -24,8 +25,10 @@ int run_merge(const std::vector<std::string>& words) {
   if (!args.has("output")) throw usage_error("missing -o OUT.safetensors");
   const std::string out = args.get("output");
   const auto& inputs = args.positional();
-  for (const auto& in : inputs)
-    if (in == out) throw usage_error("the output '" + out + "' is also an input");
+  std::vector<file_arg> files;
+  for (const auto& in : inputs) files.push_back({"input", in, false});
+  files.push_back({"-o", out, true});
+  check_file_args(files);
   progress_bar bar;
   merge_statistics_files(inputs, out, [&](index_t i, index_t n, const std::string& input) {
     bar.update("merging", n > 0 ? double(i) / double(n) : 1.0, input);

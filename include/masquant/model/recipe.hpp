@@ -9,6 +9,7 @@
 #include <map>
 #include <masquant/error.hpp>
 #include <masquant/io/detail/json_file.hpp>
+#include <masquant/io/tensor_names.hpp>
 #include <masquant/model/settings.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -101,15 +102,16 @@ struct quantization_recipe {
     MASQUANT_CHECK(!targets.empty(), errc::invalid_argument, "recipe: \"targets\" is empty");
     for (const auto& p : targets) name_pattern{p};
     for (const auto& p : ignore) name_pattern{p};
-    MASQUANT_CHECK(!reference.empty() && reference.find('.') == std::string::npos,
-                   errc::invalid_argument, "recipe: \"reference\" '", reference,
-                   "' is not a modality name");
+    MASQUANT_CHECK(is_modality_name(reference), errc::invalid_argument, "recipe: \"reference\" '",
+                   reference,
+                   "' is not a modality name (non-empty, no '.', not a word of the tensor names)");
     if (!modalities.empty())
       MASQUANT_CHECK(modalities.front() == reference, errc::invalid_argument,
                      "recipe: \"modalities\" must list the reference '", reference, "' first");
     for (const auto& m : modalities)
-      MASQUANT_CHECK(!m.empty() && m.find('.') == std::string::npos, errc::invalid_argument,
-                     "recipe: modality '", m, "' is empty or holds a '.'");
+      MASQUANT_CHECK(
+          is_modality_name(m), errc::invalid_argument, "recipe: modality '", m,
+          "' is not a modality name (non-empty, no '.', not a word of the tensor names)");
     std::vector<std::string> members;
     for (const auto& g : groups) {
       MASQUANT_CHECK(g.size() >= 2, errc::invalid_argument,
