@@ -23,6 +23,7 @@
 #include <vector>
 
 // Every family's namespace, tag and SIMD helpers (an empty family source).
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE <masquant/detail/isa/tags-inl.hpp>
 #define MASQUANT_FAMILY_AVX_VNNI
 #include <masquant/detail/isa/foreach_family.hpp>

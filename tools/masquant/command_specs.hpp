@@ -53,6 +53,7 @@ inline std::string number_text(double v) {
 template <class E, std::size_t N>
 std::vector<std::string> names_of(const std::array<enum_name<E>, N>& table) {
   std::vector<std::string> out;
+  out.reserve(N);
   for (const auto& e : table) out.push_back(e.name);
   return out;
 }

@@ -76,6 +76,7 @@ inline bool same_file(const file_identity& a, const file_identity& b) {
 /// exist or is not writable: errors that would otherwise come only after hours of calibration.
 inline void check_file_args(const std::vector<file_arg>& files) {
   std::vector<internal::file_identity> ids;
+  ids.reserve(files.size());
   for (const auto& f : files) ids.push_back(internal::identify(f.path));
   for (std::size_t i = 0; i < files.size(); ++i) {
     if (!files[i].output || files[i].path.empty()) continue;

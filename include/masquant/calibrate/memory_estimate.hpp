@@ -79,7 +79,7 @@ inline calibration_memory estimate_calibration_memory(index_t d_in, index_t d_ou
                         grams + mods * a * 8 * 8});
   if (config.method == smoothing_method::mas && (config.learn_steps > 0 || config.alpha_search)) {
     const u64 cache = std::min<u64>(total_tokens * b, u64{1} << 26) * 4;
-    const u64 slabs = (4 * 512 * a + 2 * 512 * b) * 4 + t * a * 8;
+    const u64 slabs = (u64{2048} * a + u64{1024} * b) * 4 + t * a * 8;  // 512-token slabs
     out.phases.push_back({"smoothing",
                           "the smoothing evaluator (4 float d_out x d_in matrices, a cache of "
                           "float outputs, token slabs)",

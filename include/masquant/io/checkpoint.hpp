@@ -96,13 +96,16 @@ class hf_checkpoint {
     const safetensors_file& f = file_of(name);
     const auto bytes = f.bytes(name);
     if (bytes.size() == 0) return;
-    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    auto begin = reinterpret_cast<std::uintptr_t>(bytes.data());
-    const auto end = begin + static_cast<std::uintptr_t>(bytes.size());
-    begin = (begin + page - 1) / page * page;  // whole pages only: neighbours may be in use
-    const auto last = end / page * page;
-    if (last > begin)
-      static_cast<void>(::madvise(reinterpret_cast<void*>(begin), last - begin, MADV_DONTNEED));
+    // Whole pages only: the neighbouring tensors may be in use.
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const auto address = reinterpret_cast<std::uintptr_t>(bytes.data());
+    const std::size_t skip = (page - address % page) % page;
+    const auto size = static_cast<std::size_t>(bytes.size());
+    if (size <= skip) return;
+    const std::size_t length = (size - skip) / page * page;
+    if (length > 0)
+      static_cast<void>(
+          ::madvise(const_cast<std::uint8_t*>(bytes.data()) + skip, length, MADV_DONTNEED));
   }
 
  private:

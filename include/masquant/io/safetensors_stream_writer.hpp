@@ -54,7 +54,7 @@ class safetensors_stream_writer {
   /// metadata (UTF-8), creates the temporary file and writes the header. Throws
   /// errc::invalid_argument naming the tensor, errc::overflow, errc::io_error naming the path.
   safetensors_stream_writer(std::string path, std::vector<tensor_declaration> tensors,
-                            std::map<std::string, std::string> metadata = {})
+                            const std::map<std::string, std::string>& metadata = {})
       : path_(std::move(path)), tensors_(std::move(tensors)) {
     constexpr const char* op = "safetensors_stream_writer";
     index_.reserve(tensors_.size());

@@ -315,6 +315,7 @@ inline void merge_statistics_files(
     const std::function<void(index_t, index_t, const std::string&)>& progress = {}) {
   MASQUANT_CHECK(!inputs.empty(), errc::invalid_argument, "merge_statistics_files: no inputs");
   std::vector<statistics_file> files;
+  files.reserve(inputs.size());
   for (const auto& p : inputs) files.emplace_back(p);
   const auto& names = files.front().modalities();
   for (const auto& f : files)

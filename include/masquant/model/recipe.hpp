@@ -100,8 +100,8 @@ struct quantization_recipe {
   /// Throws errc::invalid_argument naming the first bad field (patterns, settings, groups).
   void validate() const {
     MASQUANT_CHECK(!targets.empty(), errc::invalid_argument, "recipe: \"targets\" is empty");
-    for (const auto& p : targets) name_pattern{p};
-    for (const auto& p : ignore) name_pattern{p};
+    for (const auto& p : targets) static_cast<void>(name_pattern{p});  // validates
+    for (const auto& p : ignore) static_cast<void>(name_pattern{p});   // validates
     MASQUANT_CHECK(is_modality_name(reference), errc::invalid_argument, "recipe: \"reference\" '",
                    reference,
                    "' is not a modality name (non-empty, no '.', not a word of the tensor names)");
@@ -126,7 +126,7 @@ struct quantization_recipe {
     }
     defaults.validate("recipe: \"defaults\"", true);
     for (std::size_t i = 0; i < overrides.size(); ++i) {
-      name_pattern{overrides[i].match};
+      static_cast<void>(name_pattern{overrides[i].match});  // validates
       overrides[i].settings.validate(
           detail::cat("recipe: override ", i, " ('", overrides[i].match, "')"), false);
     }
@@ -165,7 +165,9 @@ inline linear_settings settings_from_json(const nlohmann::json& j, const std::st
                                           const std::vector<std::string>& also_allowed = {}) {
   MASQUANT_CHECK(j.is_object(), errc::format_error, where, ": expected an object");
   linear_settings s;
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();  // not a structured binding: lambdas capture these
+    const nlohmann::json& v = item.value();
     auto type_error = [&](const char* what) {
       raise(errc::format_error, cat(where, ": \"", key, "\" must be ", what, ", got ", v.dump()));
     };

@@ -21,7 +21,7 @@ struct quantized_matrix {
   /// Δ (and z) as quantize() computes them.
   quant_params params;
 
-  matrix_view<const std::int8_t> view() const noexcept { return {levels.data(), rows, cols}; }
+  matrix_view<const std::int8_t> view() const { return {levels.data(), rows, cols}; }
 };
 
 /// Quantizes V = W·diag(s): V is formed in float (w_oj·s_j, one rounding), then quantized by

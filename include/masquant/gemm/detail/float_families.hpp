@@ -12,7 +12,9 @@
 #include <type_traits>
 #include <utility>
 
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE <masquant/gemm/detail/float_gemm-inl.hpp>
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE_BF16 <masquant/gemm/detail/float_gemm_bf16-inl.hpp>
 #include <masquant/detail/isa/foreach_family.hpp>
 

@@ -11,6 +11,7 @@
 #include <masquant/isa.hpp>
 #include <masquant/parallel.hpp>
 
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE <masquant/gemm/detail/int8_gemm-inl.hpp>
 #define MASQUANT_FAMILY_AVX_VNNI  // the ymm VNNI kernel
 #include <masquant/detail/isa/foreach_family.hpp>

@@ -38,5 +38,6 @@ struct token_pass_args {
 
 }  // namespace masquant::detail::layer
 
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE <masquant/layer/detail/token_pass-inl.hpp>
 #include <masquant/detail/isa/foreach_family.hpp>

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE <masquant/quant/detail/kernels-inl.hpp>
 #include <masquant/detail/isa/foreach_family.hpp>
 

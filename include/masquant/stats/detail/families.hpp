@@ -12,5 +12,6 @@
 #include <utility>
 #include <vector>
 
+// NOLINTNEXTLINE(bugprone-macro-parentheses): an #include path
 #define MASQUANT_FAMILY_SOURCE <masquant/stats/detail/kernels-inl.hpp>
 #include <masquant/detail/isa/foreach_family.hpp>
