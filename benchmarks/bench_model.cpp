@@ -8,7 +8,8 @@
 //
 // Each run is a child process (fork) running quantize_checkpoint() into a fresh directory, so
 // that its peak resident memory (wait4's ru_maxrss) is the quantization's alone. Counters:
-// s_per_block (wall seconds / 2), projected_28_blocks_s, peak_rss_gib.
+// s_per_block (wall seconds / 2), projected_28_blocks_s, peak_rss_gib, and calibrate()'s phases
+// per block (<phase>_s, summed over the block's linears).
 //
 // Run: build/rel/benchmarks/bench_model   (setup writes ~1 GB under $TMPDIR and takes a minute)
 #include <benchmark/benchmark.h>
@@ -16,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -61,7 +63,8 @@ std::vector<float> activations(index_t channels, int m, std::uint64_t seed) {
   for (index_t t = 0; t < tokens; ++t)
     for (index_t c = 0; c < channels; ++c) {
       float v = 0.1f * x[std::size_t(t * channels + c)];
-      for (index_t k = 0; k < 16; ++k) v += coef[std::size_t(t * 16 + k)] * basis[std::size_t(k * channels + c)];
+      for (index_t k = 0; k < 16; ++k)
+        v += coef[std::size_t(t * 16 + k)] * basis[std::size_t(k * channels + c)];
       x[std::size_t(t * channels + c)] = v;
     }
   return x;
@@ -83,7 +86,8 @@ const slice& setup() {
       if (rows == 1)
         w.add(name, masquant::vector_view<const float>(v.data(), cols), masquant::dtype::bf16);
       else
-        w.add(name, masquant::matrix_view<const float>(v.data(), rows, cols), masquant::dtype::bf16);
+        w.add(name, masquant::matrix_view<const float>(v.data(), rows, cols),
+              masquant::dtype::bf16);
     };
     add("model.embed_tokens.weight", vocab, hidden, 1.0f);
     add("lm_head.weight", vocab, hidden, 0.02f);
@@ -103,22 +107,23 @@ const slice& setup() {
       add(p + "mlp.gate_proj.weight", intermediate, hidden, 0.02f);
       add(p + "mlp.up_proj.weight", intermediate, hidden, 0.02f);
       add(p + "mlp.down_proj.weight", hidden, intermediate, 0.02f);
-      for (const auto& [key, c, gram] :
-           {std::tuple{p + "self_attn.q_proj", hidden, true}, {p + "self_attn.o_proj", hidden, true},
-            {p + "mlp.gate_proj", hidden, true}, {p + "mlp.down_proj", intermediate, false}})
+      for (const auto& [key, c, gram] : {std::tuple{p + "self_attn.q_proj", hidden, true},
+                                         {p + "self_attn.o_proj", hidden, true},
+                                         {p + "mlp.gate_proj", hidden, true},
+                                         {p + "mlp.down_proj", intermediate, false}})
         for (int m = 0; m < 3; ++m) {
           const auto x = activations(c, m, ++seed);
           stats
-              .record(key, c,
-                      gram ? masquant::gram_mode::non_reference : masquant::gram_mode::none)
+              .record(key, c, gram ? masquant::gram_mode::non_reference : masquant::gram_mode::none)
               .add(masquant::matrix_view<const float>(x.data(), tokens, c),
                    static_cast<masquant::modality_id>(m));
         }
     }
     w.write(out.model + "/model.safetensors");
     std::FILE* f = std::fopen((out.model + "/config.json").c_str(), "w");
-    std::fprintf(f, "{\"model_type\": \"qwen2\", \"hidden_size\": %td, \"intermediate_size\": %td, "
-                    "\"num_hidden_layers\": %td, \"num_key_value_heads\": 4}\n",
+    std::fprintf(f,
+                 "{\"model_type\": \"qwen2\", \"hidden_size\": %td, \"intermediate_size\": %td, "
+                 "\"num_hidden_layers\": %td, \"num_key_value_heads\": 4}\n",
                  hidden, intermediate, blocks);
     std::fclose(f);
     masquant::save_statistics(stats, out.stats);
@@ -127,16 +132,25 @@ const slice& setup() {
   return s;
 }
 
+using phase_seconds = std::array<double, masquant::calibration_phase_count>;
+
 void BM_quantize_slice(benchmark::State& state) {
   const slice& s = setup();
   const int threads = static_cast<int>(state.range(0));
   double seconds = 0, rss_gib = 0;
+  phase_seconds phases{};
   for (auto _ : state) {
     const std::string out = s.dir + "/out-" + std::to_string(threads);
     fs::remove_all(out);
+    int pipe_fds[2];
+    if (::pipe(pipe_fds) != 0) {
+      state.SkipWithError("pipe() failed");
+      return;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     const pid_t pid = ::fork();
     if (pid == 0) {
+      ::close(pipe_fds[0]);
       int rc = 0;
       try {
         masquant::thread_pool pool(threads);
@@ -147,30 +161,55 @@ void BM_quantize_slice(benchmark::State& state) {
         o.recipe = masquant::recipe_preset("llama");
         o.recipe.defaults.learn_steps = 0;
         o.parallel = pool.as_function();
-        masquant::quantize_checkpoint(o);
+        const masquant::quantize_result r = masquant::quantize_checkpoint(o);
+        phase_seconds sum{};  // calibrate()'s phases summed over the linears, to the parent
+        for (const auto& l : r.linears)
+          for (int p = 0; p < masquant::calibration_phase_count; ++p)
+            sum[static_cast<std::size_t>(p)] += l.report.seconds.phase[static_cast<std::size_t>(p)];
+        if (::write(pipe_fds[1], sum.data(), sizeof sum) != static_cast<ssize_t>(sizeof sum))
+          rc = 1;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_model: %s\n", e.what());
         rc = 1;
       }
       std::_Exit(rc);
     }
+    ::close(pipe_fds[1]);
+    phase_seconds sum{};
+    const bool got =
+        ::read(pipe_fds[0], sum.data(), sizeof sum) == static_cast<ssize_t>(sizeof sum);
+    ::close(pipe_fds[0]);
     int status = 0;
     rusage usage{};
     ::wait4(pid, &status, 0, &usage);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       state.SkipWithError("quantize_checkpoint failed (see stderr)");
       return;
     }
     rss_gib = static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB
+    phases = sum;
     state.SetIterationTime(seconds);
     fs::remove_all(out);
   }
   state.counters["s_per_block"] = seconds / blocks;
   state.counters["projected_28_blocks_s"] = seconds / blocks * 28;
   state.counters["peak_rss_gib"] = rss_gib;
+  // Where a block's time goes: calibrate()'s phases per block (the rest is reading, converting
+  // and writing tensors).
+  for (int p = 0; p < masquant::calibration_phase_count; ++p) {
+    const auto phase = static_cast<masquant::calibration_phase>(p);
+    const double per_block = phases[static_cast<std::size_t>(p)] / blocks;
+    if (per_block > 0) state.counters[std::string(masquant::to_string(phase)) + "_s"] = per_block;
+  }
 }
-BENCHMARK(BM_quantize_slice)->ArgName("threads")->Arg(1)->Arg(2)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
+BENCHMARK(BM_quantize_slice)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
 
 }  // namespace
 
