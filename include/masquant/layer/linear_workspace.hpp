@@ -51,7 +51,7 @@ class linear_workspace {
   std::size_t bytes() const noexcept {
     return static_cast<std::size_t>(qa_.rows() * (qa_.cols() + 8)) + xs_.size() * 4 +
            gathered_f_.size() * 4 + gathered_b_.size() * 2 + t_.size() * 4 + tb_.size() * 2 +
-           (pos_.capacity() + rows_.capacity()) * sizeof(index_t);
+           staged_.size() * 4 + (pos_.capacity() + rows_.capacity()) * sizeof(index_t);
   }
 
  private:
@@ -70,6 +70,7 @@ class linear_workspace {
   detail::aligned_buffer<std::uint16_t> gathered_b_;  // the same in bf16
   detail::aligned_buffer<float> t_;                   // x̃·L per low-rank row
   detail::aligned_buffer<std::uint16_t> tb_;          // the same in bf16
+  detail::aligned_buffer<float> staged_;              // float outputs of a bf16 y
   std::vector<index_t> pos_;             // [M]: row of token i in its modality's block, or -1
   std::vector<index_t> rows_;            // token indices grouped by modality
   std::vector<index_t> count_;           // [modalities]: low-rank tokens per modality

@@ -19,6 +19,7 @@
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/isa.hpp>
 #include <masquant/layer/detail/token_pass.hpp>
+#include <masquant/layer/linear_io.hpp>
 #include <masquant/layer/linear_params.hpp>
 #include <masquant/layer/linear_workspace.hpp>
 #include <masquant/modality/modality.hpp>
@@ -125,20 +126,25 @@ class quantized_linear {
   /// every token is of the reference modality). Tokens of the reference modality, and of
   /// modalities without factors, take no low-rank work.
   ///
+  /// x is a matrix_view of float, bfloat16 or half (linear_input): bf16 and fp16 rows are widened
+  /// to float inside the token pass, and the result is the float path's on the widened values,
+  /// bit for bit. y is a matrix_view of float or bfloat16 (linear_output): bf16 outputs are the
+  /// float outputs rounded once to nearest even (computed in the workspace, M x d_out floats).
+  ///
   /// Throws errc::shape_mismatch naming the operands whose extents disagree, errc::out_of_range
   /// naming the first token whose id is not a modality of this layer (a modality absent from
   /// calibration), errc::non_finite naming the row with a NaN/Inf x / s, errc::not_supported for
   /// an unavailable opt.isa: these checks happen before y is written. No NaN or Inf leaves: when
   /// finite inputs and parameters overflow float all the same (a huge wscale, L or R, or huge
   /// activations), errc::overflow names the first such output, its token's modality and the
-  /// term that overflows, and y is left unspecified. Allocates only when a workspace must grow
-  /// (the first calls).
-  MASQUANT_BUILD_TAG void forward(matrix_view<const float> x, vector_view<const modality_id> ids,
-                                  matrix_view<float> y, const forward_options& opt = {}) const;
+  /// term that overflows (or the output beyond bfloat16's range, for a bf16 y), and y is left
+  /// unspecified. Allocates only when a workspace must grow (the first calls).
+  MASQUANT_BUILD_TAG void forward(linear_input x, vector_view<const modality_id> ids,
+                                  linear_output y, const forward_options& opt = {}) const;
 
   /// Decode (and any call without modality information): every token takes the reference
   /// path — the same result as all ids 0, with no low-rank work at all.
-  MASQUANT_BUILD_TAG void forward(matrix_view<const float> x, matrix_view<float> y,
+  MASQUANT_BUILD_TAG void forward(linear_input x, linear_output y,
                                   const forward_options& opt = {}) const {
     forward(x, vector_view<const modality_id>(), y, opt);
   }
@@ -178,14 +184,15 @@ class quantized_linear {
     }
   }
 
-  void check_call(const char* op, matrix_view<const float> x, vector_view<const modality_id> ids,
-                  index_t y_rows, index_t y_cols) const;
-  // Tagged like forward(): its loop vectorises with the translation unit's flags.
-  MASQUANT_BUILD_TAG void check_output(matrix_view<const float> x,
-                                       vector_view<const modality_id> ids,
+  void check_call(const char* op, index_t x_rows, index_t x_cols,
+                  vector_view<const modality_id> ids, index_t y_rows, index_t y_cols) const;
+  // Tagged like forward(): their loops vectorise with the translation unit's flags.
+  MASQUANT_BUILD_TAG void check_output(const linear_input& x, vector_view<const modality_id> ids,
                                        matrix_view<const float> y,
                                        const parallel_for_fn& parallel) const;
-  [[noreturn]] void raise_overflow(matrix_view<const float> x, vector_view<const modality_id> ids,
+  MASQUANT_BUILD_TAG void store_bf16(matrix_view<const float> out, const linear_output& y,
+                                     const parallel_for_fn& parallel) const;
+  [[noreturn]] void raise_overflow(const linear_input& x, vector_view<const modality_id> ids,
                                    index_t row, index_t col, float value) const;
   void route(vector_view<const modality_id> ids, linear_workspace& ws) const;
   bool uses_bf16(isa_family family, const forward_options& opt) const noexcept {
@@ -257,16 +264,16 @@ inline std::size_t quantized_linear::lowrank_bytes() const noexcept {
   return bytes;
 }
 
-inline void quantized_linear::check_call(const char* op, matrix_view<const float> x,
+inline void quantized_linear::check_call(const char* op, index_t x_rows, index_t x_cols,
                                          vector_view<const modality_id> ids, index_t y_rows,
                                          index_t y_cols) const {
-  MASQUANT_CHECK(x.cols() == p_.d_in, errc::shape_mismatch, op, ": x is ", x.rows(), "x", x.cols(),
+  MASQUANT_CHECK(x_cols == p_.d_in, errc::shape_mismatch, op, ": x is ", x_rows, "x", x_cols,
                  " but the layer has d_in = ", p_.d_in);
-  MASQUANT_CHECK(y_rows == x.rows() && y_cols == p_.d_out, errc::shape_mismatch, op, ": y is ",
-                 y_rows, "x", y_cols, ", expected ", x.rows(), "x", p_.d_out,
+  MASQUANT_CHECK(y_rows == x_rows && y_cols == p_.d_out, errc::shape_mismatch, op, ": y is ",
+                 y_rows, "x", y_cols, ", expected ", x_rows, "x", p_.d_out,
                  " (tokens of x by d_out)");
-  MASQUANT_CHECK(ids.empty() || ids.size() == x.rows(), errc::shape_mismatch, op, ": ids has ",
-                 ids.size(), " entries for ", x.rows(), " tokens of x");
+  MASQUANT_CHECK(ids.empty() || ids.size() == x_rows, errc::shape_mismatch, op, ": ids has ",
+                 ids.size(), " entries for ", x_rows, " tokens of x");
   const index_t mods = p_.modalities();
   for (index_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < mods) continue;
@@ -307,12 +314,11 @@ inline void quantized_linear::route(vector_view<const modality_id> ids,
   }
 }
 
-inline void quantized_linear::forward(matrix_view<const float> x,
-                                      vector_view<const modality_id> ids, matrix_view<float> y,
-                                      const forward_options& opt) const {
+inline void quantized_linear::forward(linear_input x, vector_view<const modality_id> ids,
+                                      linear_output y, const forward_options& opt) const {
   using namespace detail::gemm;
   constexpr const char* op = "quantized_linear::forward";
-  check_call(op, x, ids, y.rows(), y.cols());
+  check_call(op, x.rows(), x.cols(), ids, y.rows(), y.cols());
   const isa_family family = detail::MASQUANT_BUILD::resolve(op, opt.isa);
   linear_workspace& ws = opt.workspace != nullptr ? *opt.workspace : thread_workspace();
   ws.has_activations_ = false;
@@ -322,6 +328,15 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   if (m_rows == 0) return;
   const bool a16 = p_.activation_bits >= 16;
   const bool dot = uses_bf16(family, opt);
+  // The float result: y itself, or the workspace for bf16 outputs (rounded once at the end).
+  const bool staged = y.type() != element_type::float32;
+  matrix_view<float> out;
+  if (staged) {
+    ws.staged_.reserve(static_cast<std::size_t>(m_rows * p_.d_out));
+    out = matrix_view<float>(ws.staged_.data(), m_rows, p_.d_out);
+  } else {
+    out = matrix_view<float>(static_cast<float*>(y.data()), y.rows(), y.cols(), y.stride());
+  }
 
   detail::layer::token_pass_args ta;
   ta.x = x;
@@ -367,20 +382,21 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   });
 
   if (a16) {
-    a16_product(ws, y, family, opt.parallel);
+    a16_product(ws, out, family, opt.parallel);
   } else {
     gemm_options g;
     g.bias = vector_view<const float>(p_.bias);
     g.parallel = opt.parallel;
     g.isa = family;
-    int8_gemm(ws.qa_.view(), packed_, y, g);
+    int8_gemm(ws.qa_.view(), packed_, out, g);
     ws.has_activations_ = true;
   }
-  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, family, opt.parallel);
-  check_output(x, ids, y, opt.parallel);
+  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, out, dot, family, opt.parallel);
+  check_output(x, ids, out, opt.parallel);
+  if (staged) store_bf16(out, y, opt.parallel);
 }
 
-inline void quantized_linear::check_output(matrix_view<const float> x,
+inline void quantized_linear::check_output(const linear_input& x,
                                            vector_view<const modality_id> ids,
                                            matrix_view<const float> y,
                                            const parallel_for_fn& parallel) const {
@@ -412,7 +428,43 @@ inline void quantized_linear::check_output(matrix_view<const float> x,
     if (!std::isfinite(row[c])) raise_overflow(x, ids, r, c, row[c]);
 }
 
-inline void quantized_linear::raise_overflow(matrix_view<const float> x,
+inline void quantized_linear::store_bf16(matrix_view<const float> out, const linear_output& y,
+                                         const parallel_for_fn& parallel) const {
+  // Round to nearest even on the bits (out is finite); a result with an all-ones exponent is a
+  // finite float beyond bfloat16's largest value.
+  constexpr std::uint32_t exponent = 0x7f80u;
+  const index_t rows = out.rows(), cols = out.cols();
+  std::atomic<index_t> first_bad{rows};
+  run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
+    for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
+      const float* src = out.row_data(r);
+      std::uint16_t* dst = static_cast<std::uint16_t*>(y.data()) + r * y.stride();
+      std::uint32_t least = exponent;
+      for (index_t c = 0; c < cols; ++c) {
+        std::uint32_t bits;
+        std::memcpy(&bits, src + c, sizeof bits);
+        const std::uint32_t h = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+        dst[c] = static_cast<std::uint16_t>(h);
+        least = std::min(least, (h & exponent) ^ exponent);
+      }
+      if (least != 0) continue;
+      index_t seen = first_bad.load();
+      while (r < seen && !first_bad.compare_exchange_weak(seen, r)) {
+      }
+      return;
+    }
+  });
+  const index_t r = first_bad.load();
+  if (r == rows) return;
+  const std::uint16_t* row = static_cast<const std::uint16_t*>(y.data()) + r * y.stride();
+  index_t c = 0;
+  while ((row[c] & exponent) != exponent) ++c;
+  raise(errc::overflow,
+        detail::cat("quantized_linear::forward: output (row ", r, ", column ", c, ") is ",
+                    out(r, c), ", beyond bfloat16's range (largest finite 3.3895314e+38)"));
+}
+
+inline void quantized_linear::raise_overflow(const linear_input& x,
                                              vector_view<const modality_id> ids, index_t row,
                                              index_t col, float value) const {
   // Which term overflows, bounded for this output in double: the main product by
@@ -421,7 +473,9 @@ inline void quantized_linear::raise_overflow(matrix_view<const float> x,
   // computation that overflows has a partial sum beyond float's range, so one of the bounds is.
   constexpr double float_max = static_cast<double>(std::numeric_limits<float>::max());
   const index_t m = ids.empty() ? 0 : ids[row], k = p_.d_in;
-  const float* xr = x.row_data(row);
+  std::vector<float> x_row(static_cast<std::size_t>(k));
+  x.row_to_float(row, x_row.data());
+  const float* xr = x_row.data();
   const std::vector<float>& s = p_.smooth[static_cast<std::size_t>(m)];
   std::vector<double> xs(static_cast<std::size_t>(k));
   double xs_max = 0, main = 0;
@@ -606,7 +660,7 @@ inline void quantized_linear::reference_forward(matrix_view<const float> x,
                                                 vector_view<const modality_id> ids,
                                                 matrix_view<double> y) const {
   constexpr const char* op = "quantized_linear::reference_forward";
-  check_call(op, x, ids, y.rows(), y.cols());
+  check_call(op, x.rows(), x.cols(), ids, y.rows(), y.cols());
   const index_t m_rows = x.rows(), k = p_.d_in, n = p_.d_out;
   if (m_rows == 0) return;
   const auto id_of = [&](index_t i) -> index_t { return ids.empty() ? 0 : ids[i]; };
