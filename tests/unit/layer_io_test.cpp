@@ -3,6 +3,7 @@
 // values) and bf16 outputs (the float outputs rounded once to nearest even).
 #include <boost/test/unit_test.hpp>
 #include <cstring>
+#include <limits>
 #include <masquant/layer/quantized_linear.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/tensor/convert.hpp>
@@ -198,6 +199,73 @@ BOOST_AUTO_TEST_CASE(extents_of_typed_views_are_checked) {
   matrix<half> x(2, c.d_in + 1);
   matrix<bfloat16> y(2, c.d_out);
   BOOST_CHECK_THROW(layer.forward(x.cview(), y.view()), error);
+}
+
+BOOST_AUTO_TEST_CASE(accumulate_adds_the_output_to_y_with_one_rounding) {
+  thread_pool pool(2);
+  for (const layer_case& c : cases()) {
+    const quantized_linear layer(testing::random_params(c));
+    for (index_t tokens : {1, 70}) {
+      const auto x = testing::random_input(tokens, c.d_in, c.seed + 11 * tokens);
+      const auto ids = testing::random_ids(tokens, c.modalities(), c.seed + 2 * tokens);
+      const auto residual = testing::random_input(tokens, c.d_out, c.seed + 3);
+      for (bool threads : {false, true}) {
+        forward_options opt;
+        if (threads) opt.parallel = pool.as_function();
+        matrix<float> out(tokens, c.d_out);
+        layer.forward(x.cview(), ids, out.view(), opt);
+        opt.accumulate = true;
+        // float y: y + out, one float rounding per element.
+        matrix<float> y = residual, want(tokens, c.d_out);
+        for (std::size_t i = 0; i < want.data.size(); ++i)
+          want.data[i] = residual.data[i] + out.data[i];
+        layer.forward(x.cview(), ids, y.view(), opt);
+        BOOST_TEST(bitwise_equal(y, want), c.name() << " float M=" << tokens);
+        // bf16 y: bf16(float(y) + out).
+        auto yb = converted<bfloat16>(residual);
+        matrix<bfloat16> want_b(tokens, c.d_out);
+        for (std::size_t i = 0; i < want_b.data.size(); ++i)
+          want_b.data[i] = static_cast<bfloat16>(static_cast<float>(yb.data[i]) + out.data[i]);
+        layer.forward(x.cview(), ids, yb.view(), opt);
+        BOOST_TEST(bitwise_equal(yb, want_b), c.name() << " bf16 M=" << tokens);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(accumulate_that_overflows_is_named_and_keeps_y) {
+  layer_case c;
+  c.d_in = 8;
+  c.d_out = 4;
+  c.bias = true;
+  auto p = testing::random_params(c);
+  p.bias.assign(4, 1.0e37f);  // every output is about 1e37
+  const quantized_linear layer(p);
+  const auto x = testing::random_input(2, c.d_in, 1);
+  forward_options opt;
+  opt.accumulate = true;
+  matrix<float> y(2, c.d_out, 0.0f);
+  y(1, 3) = std::numeric_limits<float>::max();
+  try {
+    layer.forward(x.cview(), y.view(), opt);
+    BOOST_FAIL("no overflow error");
+  } catch (const error& e) {
+    BOOST_TEST(e.code() == errc::overflow);
+    BOOST_TEST(std::string(e.what()).find("output (row 1, column 3)") != std::string::npos,
+               e.what());
+  }
+  BOOST_TEST(y(1, 3) == std::numeric_limits<float>::max());  // not replaced by Inf
+  // A y that already holds NaN is named as such.
+  matrix<bfloat16> yb(2, c.d_out, bfloat16(0.0f));
+  yb(0, 1) = Eigen::numext::bit_cast<bfloat16>(std::uint16_t{0x7fc0});
+  try {
+    layer.forward(x.cview(), yb.view(), opt);
+    BOOST_FAIL("no error");
+  } catch (const error& e) {
+    BOOST_TEST(e.code() == errc::non_finite);
+    BOOST_TEST(std::string(e.what()).find("output (row 0, column 1)") != std::string::npos,
+               e.what());
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -70,6 +70,11 @@ struct forward_options {
   /// Instruction-set family of every stage (token pass, INT8 GEMM, low-rank products; isa.hpp);
   /// `automatic` is best_isa(). Forcing one that is not available is errc::not_supported.
   isa_family isa = isa_family::automatic;
+  /// Add into y instead of overwriting it (y += the layer's output, e.g. into the residual
+  /// stream): y_new = y + out with one rounding in float (and once more to bf16 for a bf16 y),
+  /// exactly what a separate add of forward's result would give. The layer's output is computed
+  /// in the workspace first (M x d_out floats) and added by the pass that checks it.
+  bool accumulate = false;
   /// Leave out the low-rank compensation: every token gets Q_a(x ⊘ s_m)·Ŵᵀ + b, what the shared
   /// weight alone computes (calibrate()'s report measures its shared_no_cmc stage so).
   bool skip_lowrank = false;
@@ -190,8 +195,8 @@ class quantized_linear {
   MASQUANT_BUILD_TAG void check_output(const linear_input& x, vector_view<const modality_id> ids,
                                        matrix_view<const float> y,
                                        const parallel_for_fn& parallel) const;
-  MASQUANT_BUILD_TAG void store_bf16(matrix_view<const float> out, const linear_output& y,
-                                     const parallel_for_fn& parallel) const;
+  MASQUANT_BUILD_TAG void store_output(matrix_view<const float> out, const linear_output& y,
+                                       bool accumulate, const parallel_for_fn& parallel) const;
   [[noreturn]] void raise_overflow(const linear_input& x, vector_view<const modality_id> ids,
                                    index_t row, index_t col, float value) const;
   void route(vector_view<const modality_id> ids, linear_workspace& ws) const;
@@ -328,8 +333,9 @@ inline void quantized_linear::forward(linear_input x, vector_view<const modality
   if (m_rows == 0) return;
   const bool a16 = p_.activation_bits >= 16;
   const bool dot = uses_bf16(family, opt);
-  // The float result: y itself, or the workspace for bf16 outputs (rounded once at the end).
-  const bool staged = y.type() != element_type::float32;
+  // The float result: y itself, or the workspace for bf16 outputs and accumulation (added and
+  // rounded once at the end).
+  const bool staged = y.type() != element_type::float32 || opt.accumulate;
   matrix_view<float> out;
   if (staged) {
     ws.staged_.reserve(static_cast<std::size_t>(m_rows * p_.d_out));
@@ -393,7 +399,7 @@ inline void quantized_linear::forward(linear_input x, vector_view<const modality
   }
   if (ws.lowrank_rows_ > 0) lowrank_branch(ws, out, dot, family, opt.parallel);
   check_output(x, ids, out, opt.parallel);
-  if (staged) store_bf16(out, y, opt.parallel);
+  if (staged) store_output(out, y, opt.accumulate, opt.parallel);
 }
 
 inline void quantized_linear::check_output(const linear_input& x,
@@ -428,24 +434,47 @@ inline void quantized_linear::check_output(const linear_input& x,
     if (!std::isfinite(row[c])) raise_overflow(x, ids, r, c, row[c]);
 }
 
-inline void quantized_linear::store_bf16(matrix_view<const float> out, const linear_output& y,
-                                         const parallel_for_fn& parallel) const {
-  // Round to nearest even on the bits (out is finite); a result with an all-ones exponent is a
-  // finite float beyond bfloat16's largest value.
-  constexpr std::uint32_t exponent = 0x7f80u;
+inline void quantized_linear::store_output(matrix_view<const float> out, const linear_output& y,
+                                           bool accumulate, const parallel_for_fn& parallel) const {
+  // y (+)= out in float, rounded to nearest even on the bits for a bf16 y (out is finite). A sum
+  // or a rounded value whose exponent is all ones is not finite: that element keeps y's old
+  // value, and the first such row is reported.
+  constexpr std::uint32_t exponent = 0x7f800000u;
+  const bool bf16 = y.type() == element_type::bfloat16;
   const index_t rows = out.rows(), cols = out.cols();
   std::atomic<index_t> first_bad{rows};
   run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
     for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
       const float* src = out.row_data(r);
-      std::uint16_t* dst = static_cast<std::uint16_t*>(y.data()) + r * y.stride();
       std::uint32_t least = exponent;
-      for (index_t c = 0; c < cols; ++c) {
-        std::uint32_t bits;
-        std::memcpy(&bits, src + c, sizeof bits);
-        const std::uint32_t h = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-        dst[c] = static_cast<std::uint16_t>(h);
-        least = std::min(least, (h & exponent) ^ exponent);
+      if (bf16) {
+        std::uint16_t* dst = static_cast<std::uint16_t*>(y.data()) + r * y.stride();
+        for (index_t c = 0; c < cols; ++c) {
+          float v = src[c];
+          if (accumulate) {
+            const std::uint32_t old = std::uint32_t{dst[c]} << 16;
+            float o;
+            std::memcpy(&o, &old, sizeof o);
+            v += o;
+          }
+          std::uint32_t bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          const std::uint32_t h = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+          const std::uint32_t bad =
+              std::min((bits & exponent) ^ exponent, ((h << 16) & exponent) ^ exponent);
+          dst[c] = bad != 0 ? static_cast<std::uint16_t>(h) : dst[c];
+          least = std::min(least, bad);
+        }
+      } else {
+        float* dst = static_cast<float*>(y.data()) + r * y.stride();
+        for (index_t c = 0; c < cols; ++c) {
+          const float v = dst[c] + src[c];
+          std::uint32_t bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          const std::uint32_t bad = (bits & exponent) ^ exponent;
+          dst[c] = bad != 0 ? v : dst[c];
+          least = std::min(least, bad);
+        }
       }
       if (least != 0) continue;
       index_t seen = first_bad.load();
@@ -456,12 +485,28 @@ inline void quantized_linear::store_bf16(matrix_view<const float> out, const lin
   });
   const index_t r = first_bad.load();
   if (r == rows) return;
-  const std::uint16_t* row = static_cast<const std::uint16_t*>(y.data()) + r * y.stride();
-  index_t c = 0;
-  while ((row[c] & exponent) != exponent) ++c;
-  raise(errc::overflow,
-        detail::cat("quantized_linear::forward: output (row ", r, ", column ", c, ") is ",
-                    out(r, c), ", beyond bfloat16's range (largest finite 3.3895314e+38)"));
+  // The first bad column of row r: the element that kept y's old value.
+  const auto old_value = [&](index_t c) {
+    return bf16 ? static_cast<float>(static_cast<const bfloat16*>(y.data())[r * y.stride() + c])
+                : static_cast<const float*>(y.data())[r * y.stride() + c];
+  };
+  for (index_t c = 0; c < cols; ++c) {
+    const float old = accumulate ? old_value(c) : 0.0f;
+    const float v = out(r, c) + old;
+    const bool fits =
+        bf16 ? std::isfinite(static_cast<float>(static_cast<bfloat16>(v))) : std::isfinite(v);
+    if (fits) continue;
+    const std::string where =
+        detail::cat("quantized_linear::forward: output (row ", r, ", column ", c, ") ");
+    MASQUANT_CHECK(std::isfinite(old), errc::non_finite, where, "accumulates into y = ", old);
+    if (accumulate) {
+      raise(errc::overflow,
+            detail::cat(where, "is ", out(r, c), " and y holds ", old, ": their sum is beyond ",
+                        bf16 ? "bfloat16" : "float", "'s range"));
+    }
+    raise(errc::overflow, detail::cat(where, "is ", out(r, c),
+                                      ", beyond bfloat16's range (largest finite 3.3895314e+38)"));
+  }
 }
 
 inline void quantized_linear::raise_overflow(const linear_input& x,
