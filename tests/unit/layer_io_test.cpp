@@ -268,4 +268,81 @@ BOOST_AUTO_TEST_CASE(accumulate_that_overflows_is_named_and_keeps_y) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(workspace_bytes_is_what_the_largest_call_needs) {
+  // A caller's buffer of workspace_bytes(M) holds every call of up to M tokens, and the call
+  // that routes every token to the modality of the largest rank needs all of it: one byte less
+  // (of an aligned buffer, without the 63 bytes kept for aligning) is refused before y is
+  // written. Results are those of an owned workspace, bit for bit.
+  struct variant {
+    lowrank_compute lowrank;
+    bool accumulate;
+    element_type out;
+  };
+  const variant variants[] = {{lowrank_compute::automatic, false, element_type::float32},
+                              {lowrank_compute::float32, false, element_type::float32},
+                              {lowrank_compute::automatic, true, element_type::float32},
+                              {lowrank_compute::float32, false, element_type::bfloat16}};
+  for (const layer_case& c : cases()) {
+    const quantized_linear layer(testing::random_params(c));
+    for (index_t tokens : {1, 33, 70}) {
+      const auto x = testing::random_input(tokens, c.d_in, c.seed + tokens);
+      const std::vector<modality_id> largest(static_cast<std::size_t>(tokens), 1);  // rank 9
+      const auto mixed = testing::random_ids(tokens, c.modalities(), c.seed + 9 * tokens);
+      for (const variant& v : variants) {
+        forward_options opt;
+        opt.lowrank = v.lowrank;
+        opt.accumulate = v.accumulate;
+        const std::size_t need = layer.workspace_bytes(tokens, opt, v.out);
+        const auto call = [&](linear_workspace* ws, const std::vector<modality_id>& ids) {
+          forward_options o = opt;
+          o.workspace = ws;
+          matrix<float> y(tokens, c.d_out, 0.5f);
+          if (v.out == element_type::float32) {
+            layer.forward(x.cview(), ids, y.view(), o);
+          } else {
+            matrix<bfloat16> yb(tokens, c.d_out, bfloat16(0.5f));
+            layer.forward(x.cview(), ids, yb.view(), o);
+            y = converted<float>(yb);
+          }
+          return y;
+        };
+        // 64-byte aligned storage; `skew` bytes in.
+        std::vector<unsigned char> storage(need + 128);
+        const auto aligned = [&](std::size_t skew) {
+          const auto at = reinterpret_cast<std::uintptr_t>(storage.data());
+          return storage.data() + (64 - at % 64) % 64 + skew;
+        };
+        for (const auto* ids : {&largest, &mixed}) {
+          linear_workspace owned;
+          const auto want = call(&owned, *ids);
+          linear_workspace unaligned(aligned(1), need);
+          BOOST_TEST(bitwise_equal(call(&unaligned, *ids), want), c.name() << " M=" << tokens);
+          linear_workspace exact(aligned(0), need - 63);
+          BOOST_TEST(bitwise_equal(call(&exact, *ids), want), c.name() << " M=" << tokens);
+        }
+        linear_workspace short_by_one(aligned(0), need - 64);
+        forward_options o = opt;
+        o.workspace = &short_by_one;
+        matrix<float> y(tokens, c.d_out, 0.5f);
+        matrix<bfloat16> yb(tokens, c.d_out, bfloat16(0.5f));
+        try {
+          if (v.out == element_type::float32) {
+            layer.forward(x.cview(), largest, y.view(), o);
+          } else {
+            layer.forward(x.cview(), largest, yb.view(), o);
+          }
+          BOOST_FAIL(c.name() << " M=" << tokens << ": a buffer one byte short was accepted");
+        } catch (const error& e) {
+          BOOST_TEST(e.code() == errc::invalid_argument);
+          BOOST_TEST(std::string(e.what()).find("workspace") != std::string::npos, e.what());
+        }
+        BOOST_TEST(y(0, 0) == 0.5f);
+        BOOST_TEST(static_cast<float>(yb(0, 0)) == 0.5f);
+        // reserve() on a caller's buffer checks it.
+        BOOST_CHECK_THROW(short_by_one.reserve(layer, tokens, opt, v.out), error);
+      }
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
