@@ -54,31 +54,23 @@ int main(int argc, char** argv) {
   out.set_metadata("reference", engine_names[0]);
   out.write(path);  // atomic: the file appears complete or not at all
 
-  // Load. The reference modality becomes id 0 and the others follow in *name order*
-  // (text, audio, vision here), so the engine maps its own ids through the names.
+  // Load.
   const masquant::safetensors_file file(path);
-  const auto& meta = file.metadata();
-  const masquant::quantized_linear loaded(masquant::load_linear(file, prefix, meta.at("reference"),
-                                                                std::stoi(meta.at("wbits")),
-                                                                std::stoi(meta.at("abits"))));
+  // The engine's order: name m gets id m, so the engine's ids go to forward unchanged (the file
+  // lists text, audio, vision); the bit widths come from the file's __metadata__.
+  const masquant::quantized_linear loaded(masquant::load_linear(file, prefix, engine_names));
   const std::vector<std::string>& file_names = loaded.params().modality_names;
-  std::vector<masquant::modality_id> to_file(engine_names.size());
-  for (std::size_t e = 0; e < engine_names.size(); ++e)
-    for (std::size_t f = 0; f < file_names.size(); ++f)
-      if (file_names[f] == engine_names[e]) to_file[e] = static_cast<masquant::modality_id>(f);
 
   // A prefill mixing all three modalities, through the original and the loaded layer.
   const index_t tokens = 40;
   const std::vector<float> x = random(tokens, 2.0f);
   const std::vector<masquant::modality_id> ids =
       masquant::ids_from_spans({{8, 24, 1}, {24, 32, 2}}, tokens);
-  std::vector<masquant::modality_id> file_ids(ids.size());
-  for (std::size_t i = 0; i < ids.size(); ++i) file_ids[i] = to_file[ids[i]];
   std::vector<float> y_original(static_cast<std::size_t>(tokens * d_out)), y_loaded(y_original);
   const masquant::quantized_linear original(result.params);
   original.forward(masquant::make_matrix_view(x, tokens, d_in), ids,
                    masquant::make_matrix_view(y_original, tokens, d_out));
-  loaded.forward(masquant::make_matrix_view(x, tokens, d_in), file_ids,
+  loaded.forward(masquant::make_matrix_view(x, tokens, d_in), ids,
                  masquant::make_matrix_view(y_loaded, tokens, d_out));
 
   std::printf("masquant %s: wrote %s (%zu tensors)\n", masquant::version_string, path.c_str(),

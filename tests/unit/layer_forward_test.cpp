@@ -491,6 +491,59 @@ BOOST_AUTO_TEST_CASE(steady_state_calls_do_not_allocate) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(reserve_and_caller_buffers_leave_nothing_to_allocate) {
+  // The first call of up to max_tokens tokens allocates nothing after reserve(), nor with a
+  // caller's buffer of workspace_bytes(max_tokens) bytes — whatever the split of the tokens, with
+  // bf16 outputs and accumulation too. (reserve() also sizes the few per-modality routing
+  // vectors, on the heap. The calling thread's row buffer of the token pass is
+  // thread_local, sized here by a first call on another workspace.)
+  for (int abits : {8, 16}) {
+    layer_case c;
+    c.d_in = 200;
+    c.d_out = 150;
+    c.activation_bits = abits;
+    c.ranks = {0, 12, 0, 7};
+    const quantized_linear layer(testing::random_params(c));
+    const auto x = testing::random_input(70, c.d_in, 41);
+    const auto mixed = testing::random_ids(70, 4, 42);
+    const std::vector<modality_id> all_largest(70, 1);
+    matrix<float> y(70, c.d_out);
+    matrix<bfloat16> yb(70, c.d_out);
+    run(layer, x, mixed);
+    forward_options opt, acc;
+    acc.accumulate = true;
+    const auto calls = [&](linear_workspace& ws) {
+      opt.workspace = acc.workspace = &ws;
+      layer.forward(x.cview(), all_largest, y.view(), opt);
+      layer.forward(x.cview(), mixed, yb.view(), acc);
+      layer.forward(x.cview().middle_rows(0, 5), ids_view_prefix(mixed, 5),
+                    y.view().middle_rows(0, 5), acc);
+      layer.forward(x.cview(), y.view(), opt);
+    };
+    const auto allocations_of = [&](linear_workspace& ws) {
+      allocations = 0;
+      counting = true;
+      calls(ws);
+      counting = false;
+      return allocations.load();
+    };
+    {
+      linear_workspace cold;
+      BOOST_TEST(allocations_of(cold) > 0, "A" << abits << ": the check can fail");
+    }
+    linear_workspace reserved;
+    reserved.reserve(layer, 70, acc, element_type::bfloat16);
+    const std::size_t bytes = reserved.bytes();
+    BOOST_TEST(allocations_of(reserved) == 0, "A" << abits);
+    BOOST_TEST(reserved.bytes() == bytes);  // nothing grew
+    std::vector<unsigned char> buffer(layer.workspace_bytes(70, acc, element_type::bfloat16));
+    linear_workspace external(buffer.data(), buffer.size());
+    external.reserve(layer, 70, acc, element_type::bfloat16);  // checks it, sizes the routing
+    BOOST_TEST(allocations_of(external) == 0, "A" << abits);
+    BOOST_TEST(external.external());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(zero_tokens) {
   layer_case c;
   c.ranks = {0, 3};

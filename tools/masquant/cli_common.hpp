@@ -8,6 +8,7 @@
 #include <masquant/calibrate/config.hpp>
 #include <masquant/detail/finite.hpp>
 #include <masquant/enum_names.hpp>
+#include <masquant/io/linear_file.hpp>
 #include <masquant/io/safetensors.hpp>
 #include <string>
 #include <vector>
@@ -60,40 +61,16 @@ inline void check_finite(const std::string& src, const std::string& name,
   detail::check_finite(src, "tensor '" + name + "'", x);
 }
 
-/// What `forward` needs from a MODEL's __metadata__ (written by `masquant calibrate`).
-struct model_metadata {
-  int wbits = 0, abits = 0;
-  std::string reference;
-};
-
-/// Reads format (must be "masquant"), wbits, abits (decimal, at most 3 digits; their ranges are
-/// checked when a layer is loaded) and reference (non-empty); throws errc::format_error naming
-/// the file and the key.
-inline model_metadata read_model_metadata(const safetensors_file& f) {
+/// What `forward` needs from a MODEL's __metadata__ (written by `masquant calibrate`): format
+/// must be "masquant", then wbits, abits and reference as read_linear_metadata() reads them;
+/// throws errc::format_error naming the file and the key.
+inline linear_file_metadata read_model_metadata(const safetensors_file& f) {
   const auto& meta = f.metadata();
   const auto format = meta.find("format");
   MASQUANT_CHECK(format != meta.end() && format->second == "masquant", errc::format_error,
                  f.source(),
                  ": not a 'masquant calibrate' output (__metadata__ format is not 'masquant')");
-  auto bits = [&](const std::string& key) {
-    const auto it = meta.find(key);
-    MASQUANT_CHECK(it != meta.end(), errc::format_error, f.source(), ": __metadata__ has no '", key,
-                   "' (is it a 'masquant calibrate' output?)");
-    const std::string& v = it->second;
-    const bool digits =
-        !v.empty() && v.size() <= 3 && v.find_first_not_of("0123456789") == std::string::npos;
-    MASQUANT_CHECK(digits, errc::format_error, f.source(), ": __metadata__ '", key, "' is '", v,
-                   "', expected a bit width");
-    return std::stoi(v);
-  };
-  model_metadata m;
-  m.wbits = bits("wbits");
-  m.abits = bits("abits");
-  const auto ref = meta.find("reference");
-  MASQUANT_CHECK(ref != meta.end() && !ref->second.empty(), errc::format_error, f.source(),
-                 ": __metadata__ has no 'reference'");
-  m.reference = ref->second;
-  return m;
+  return read_linear_metadata(f);
 }
 
 /// A calibration layer read from a file: zero-copy views where the file's layout allows.

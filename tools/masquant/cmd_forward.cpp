@@ -52,7 +52,7 @@ int run_forward(const std::vector<std::string>& words) {
   opt.parallel = pool.as_function();
 
   const safetensors_file model(args.positional()[0]);
-  const model_metadata meta = read_model_metadata(model);
+  const linear_file_metadata meta = read_model_metadata(model);
   const auto model_layers = find_layers(model);
 
   const safetensors_file in(args.positional()[1]);
@@ -71,7 +71,8 @@ int run_forward(const std::vector<std::string>& words) {
                    "' has no calibrated layer '", prefix, "' in ", model.source());
     std::optional<quantized_linear> loaded;
     try {
-      loaded.emplace(load_linear(model, prefix, meta.reference, meta.wbits, meta.abits));
+      loaded.emplace(
+          load_linear(model, prefix, meta.reference, meta.weight_bits, meta.activation_bits));
     } catch (const std::bad_alloc&) {
       throw std::runtime_error(detail::cat(model.source(), ": out of memory loading layer '",
                                            prefix, "'", memory_note()));

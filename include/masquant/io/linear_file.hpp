@@ -77,6 +77,43 @@ inline void add_linear(safetensors_writer& out, const std::string& prefix,
   }
 }
 
+/// What loading a layer needs from its file's __metadata__ (the writer's caller sets it, as
+/// `masquant calibrate` does): "wbits" and "abits" (decimal bit widths) and "reference" (the
+/// reference modality's name).
+struct linear_file_metadata {
+  int weight_bits = 0;
+  int activation_bits = 0;
+  std::string reference;
+};
+
+/// Reads wbits, abits and reference from the file's __metadata__. Throws errc::format_error
+/// naming the file and the key that is missing, or malformed (a bit width that is not 1 to 3
+/// decimal digits, an empty reference); the bit widths' ranges are checked by load_linear.
+inline linear_file_metadata read_linear_metadata(const safetensors_file& file) {
+  const auto& meta = file.metadata();
+  const auto value = [&](const char* key) -> const std::string& {
+    const auto it = meta.find(key);
+    MASQUANT_CHECK(it != meta.end(), errc::format_error, file.source(), ": __metadata__ has no '",
+                   key, "' (load_linear needs wbits, abits and reference)");
+    return it->second;
+  };
+  const auto bits = [&](const char* key) {
+    const std::string& v = value(key);
+    const bool digits =
+        !v.empty() && v.size() <= 3 && v.find_first_not_of("0123456789") == std::string::npos;
+    MASQUANT_CHECK(digits, errc::format_error, file.source(), ": __metadata__ '", key, "' is '", v,
+                   "', expected a bit width");
+    return std::stoi(v);
+  };
+  linear_file_metadata m;
+  m.weight_bits = bits("wbits");
+  m.activation_bits = bits("abits");
+  m.reference = value("reference");
+  MASQUANT_CHECK(!m.reference.empty(), errc::format_error, file.source(),
+                 ": __metadata__ has no 'reference' (it is empty)");
+  return m;
+}
+
 /// Reads the calibrated layer stored under `prefix`. Modalities are those with a P.smooth.<m>
 /// tensor: `reference` first (id 0), the others in name order (ids 1, 2, ...). Float tensors
 /// may be F32, F16, BF16 or F64 (converted to float); P.qweight must be I8.
@@ -104,7 +141,8 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
       names.push_back(t->name.substr(smooth_prefix.size()));
   // Bounded before anything is loaded (and before the searches below, linear in it).
   MASQUANT_CHECK(names.size() <= 256, errc::format_error, file.source(), ": layer '", prefix,
-                 "' has ", names.size(), " modalities (tensors ", smooth_prefix, "<m>), at most 256");
+                 "' has ", names.size(), " modalities (tensors ", smooth_prefix,
+                 "<m>), at most 256");
   const auto ref = std::find(names.begin(), names.end(), reference);
   MASQUANT_CHECK(ref != names.end(), errc::format_error, file.source(), ": missing tensor '",
                  smooth_prefix, reference, "' (the reference modality's smoothing)");
@@ -113,8 +151,9 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
 }
 
 /// load_linear() with the modalities given, in id order (modalities[0] is the reference): every
-/// one must have its P.smooth.<m>; a P.smooth.<m> or P.lowrank.<m> of a modality not listed is a
-/// format error naming the tensor.
+/// one must have its P.smooth.<m> (a missing one is a format error naming it, its id and the
+/// layer's modalities); a P.smooth.<m> or P.lowrank.<m> of a modality not listed is a format
+/// error naming the tensor.
 inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
                                            const std::vector<std::string>& modalities,
                                            int weight_bits, int activation_bits) {
@@ -165,7 +204,17 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
                    "' smooths a modality the layer is not loaded with");
   }
   p.modality_names = names;
-  for (const auto& m : names) {
+  for (std::size_t id = 0; id < names.size(); ++id) {
+    const std::string& m = names[id];
+    if (file.find(smooth_prefix + m) == nullptr) {
+      std::string known;
+      for (const tensor_info* t : file.children(smooth_prefix).tensors)
+        known += (known.empty() ? "" : ", ") + t->name.substr(smooth_prefix.size());
+      raise(errc::format_error,
+            detail::cat(src, ": missing tensor '", smooth_prefix, m, "': modality '", m, "' (id ",
+                        id, " of the order given) is not one of the layer's (",
+                        known.empty() ? "none" : known, ")"));
+    }
     const tensor_info& s = need(smooth_prefix + m);
     check_shape(s, 1, p.d_in, true);
     p.smooth.push_back(file.load_f32(s.name).values());
@@ -206,6 +255,58 @@ inline quantized_linear_params load_linear(const safetensors_file& file, const s
   detail::check_wscale_range(p.wscale, errc::format_error,
                              detail::cat(src, ": tensor '", ws.name, "'"));
   return p;
+}
+
+/// load_linear() with the bit widths and the reference modality from the file's __metadata__
+/// (read_linear_metadata: a missing key is a format error naming it). Ids: the reference 0, the
+/// others in name order — give the engine's order instead (the overload below) unless the engine
+/// maps its ids through params().modality_names.
+inline quantized_linear_params load_linear(const safetensors_file& file,
+                                           const std::string& prefix) {
+  const linear_file_metadata meta = read_linear_metadata(file);
+  return load_linear(file, prefix, meta.reference, meta.weight_bits, meta.activation_bits);
+}
+
+/// load_linear() in the engine's modality order: engine_modalities[m] gets id m, so the engine's
+/// ids go to forward unchanged; bit widths from the file's __metadata__. engine_modalities[0]
+/// must be the file's reference modality, and the engine and the layer must know the same
+/// modalities: otherwise errc::invalid_argument naming the modality that cannot be mapped (a
+/// token carrying its id would get another modality's smoothing and correction).
+///
+/// Example (the engine numbers text 0, vision 1, audio 2; the file may list them in any order):
+/// \code
+///   const masquant::safetensors_file file("model.safetensors");
+///   masquant::quantized_linear q_proj(
+///       masquant::load_linear(file, "layers.0.q_proj", {"text", "vision", "audio"}));
+/// \endcode
+inline quantized_linear_params load_linear(const safetensors_file& file, const std::string& prefix,
+                                           const std::vector<std::string>& engine_modalities) {
+  const linear_file_metadata meta = read_linear_metadata(file);
+  const std::string& src = file.source();
+  MASQUANT_CHECK(!engine_modalities.empty(), errc::invalid_argument, src, ": layer '", prefix,
+                 "': no modalities given");
+  MASQUANT_CHECK(engine_modalities.front() == meta.reference, errc::invalid_argument, src,
+                 ": layer '", prefix, "': the engine's modality 0 is '", engine_modalities.front(),
+                 "' but the file's reference modality is '", meta.reference,
+                 "' (id 0 takes the reference path: list it first)");
+  const std::string smooth_prefix = prefix + ".smooth.";
+  std::string engine_names, layer_names;
+  for (const auto& m : engine_modalities) engine_names += (engine_names.empty() ? "" : ", ") + m;
+  for (const tensor_info* t : file.children(smooth_prefix).tensors) {
+    const std::string m = t->name.substr(smooth_prefix.size());
+    if (!is_modality_name(m)) continue;
+    layer_names += (layer_names.empty() ? "" : ", ") + m;
+    MASQUANT_CHECK(
+        std::find(engine_modalities.begin(), engine_modalities.end(), m) != engine_modalities.end(),
+        errc::invalid_argument, src, ": layer '", prefix, "' was calibrated for modality '", m,
+        "', which the engine's order does not list (", engine_names, ")");
+  }
+  for (std::size_t id = 0; id < engine_modalities.size(); ++id)
+    MASQUANT_CHECK(file.find(smooth_prefix + engine_modalities[id]) != nullptr,
+                   errc::invalid_argument, src, ": layer '", prefix, "' has no modality '",
+                   engine_modalities[id], "' (the engine's id ", id, "): it was calibrated for ",
+                   layer_names.empty() ? "none" : layer_names);
+  return load_linear(file, prefix, engine_modalities, meta.weight_bits, meta.activation_bits);
 }
 
 }  // namespace masquant

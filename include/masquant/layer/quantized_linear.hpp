@@ -19,6 +19,7 @@
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/isa.hpp>
 #include <masquant/layer/detail/token_pass.hpp>
+#include <masquant/layer/linear_io.hpp>
 #include <masquant/layer/linear_params.hpp>
 #include <masquant/layer/linear_workspace.hpp>
 #include <masquant/modality/modality.hpp>
@@ -69,6 +70,11 @@ struct forward_options {
   /// Instruction-set family of every stage (token pass, INT8 GEMM, low-rank products; isa.hpp);
   /// `automatic` is best_isa(). Forcing one that is not available is errc::not_supported.
   isa_family isa = isa_family::automatic;
+  /// Add into y instead of overwriting it (y += the layer's output, e.g. into the residual
+  /// stream): y_new = y + out with one rounding in float (and once more to bf16 for a bf16 y),
+  /// exactly what a separate add of forward's result would give. The layer's output is computed
+  /// in the workspace first (M x d_out floats) and added by the pass that checks it.
+  bool accumulate = false;
   /// Leave out the low-rank compensation: every token gets Q_a(x ⊘ s_m)·Ŵᵀ + b, what the shared
   /// weight alone computes (calibrate()'s report measures its shared_no_cmc stage so).
   bool skip_lowrank = false;
@@ -114,6 +120,18 @@ class quantized_linear {
   const packed_weights& packed() const noexcept { return packed_; }
   /// Bytes of the packed low-rank factors of all modalities (the memory CMC adds).
   std::size_t lowrank_bytes() const noexcept;
+  /// Bytes of workspace that any forward of up to `max_tokens` tokens needs (any ids, any split
+  /// among the modalities), with these options and output element type (a bf16 output and
+  /// accumulation add M x d_out floats): what linear_workspace(buffer, bytes) must hold (up to
+  /// 63 bytes of it may go to aligning the buffer) and what linear_workspace::reserve() sets
+  /// aside. Throws errc::invalid_argument for a negative count, errc::not_supported when opt.isa
+  /// is not available.
+  std::size_t workspace_bytes(index_t max_tokens) const {
+    return workspace_bytes(max_tokens, forward_options{}, element_type::float32);
+  }
+  MASQUANT_BUILD_TAG std::size_t workspace_bytes(index_t max_tokens, const forward_options& opt,
+                                                 element_type output = element_type::float32) const;
+
   /// Whether forward with these options computes the low-rank branch with bf16 dot products
   /// (errc::not_supported when opt.isa is not available).
   MASQUANT_BUILD_TAG bool lowrank_uses_bf16(const forward_options& opt = {}) const {
@@ -125,20 +143,25 @@ class quantized_linear {
   /// every token is of the reference modality). Tokens of the reference modality, and of
   /// modalities without factors, take no low-rank work.
   ///
+  /// x is a matrix_view of float, bfloat16 or half (linear_input): bf16 and fp16 rows are widened
+  /// to float inside the token pass, and the result is the float path's on the widened values,
+  /// bit for bit. y is a matrix_view of float or bfloat16 (linear_output): bf16 outputs are the
+  /// float outputs rounded once to nearest even (computed in the workspace, M x d_out floats).
+  ///
   /// Throws errc::shape_mismatch naming the operands whose extents disagree, errc::out_of_range
   /// naming the first token whose id is not a modality of this layer (a modality absent from
   /// calibration), errc::non_finite naming the row with a NaN/Inf x / s, errc::not_supported for
   /// an unavailable opt.isa: these checks happen before y is written. No NaN or Inf leaves: when
   /// finite inputs and parameters overflow float all the same (a huge wscale, L or R, or huge
   /// activations), errc::overflow names the first such output, its token's modality and the
-  /// term that overflows, and y is left unspecified. Allocates only when a workspace must grow
-  /// (the first calls).
-  MASQUANT_BUILD_TAG void forward(matrix_view<const float> x, vector_view<const modality_id> ids,
-                                  matrix_view<float> y, const forward_options& opt = {}) const;
+  /// term that overflows (or the output beyond bfloat16's range, for a bf16 y), and y is left
+  /// unspecified. Allocates only when a workspace must grow (the first calls).
+  MASQUANT_BUILD_TAG void forward(linear_input x, vector_view<const modality_id> ids,
+                                  linear_output y, const forward_options& opt = {}) const;
 
   /// Decode (and any call without modality information): every token takes the reference
   /// path — the same result as all ids 0, with no low-rank work at all.
-  MASQUANT_BUILD_TAG void forward(matrix_view<const float> x, matrix_view<float> y,
+  MASQUANT_BUILD_TAG void forward(linear_input x, linear_output y,
                                   const forward_options& opt = {}) const {
     forward(x, vector_view<const modality_id>(), y, opt);
   }
@@ -156,6 +179,14 @@ class quantized_linear {
     index_t rank = 0;
     detail::gemm::panels<std::uint16_t> l16, r16;
     detail::gemm::panels<float> l32, r32;
+  };
+
+  friend class linear_workspace;
+
+  // Byte offsets of a call's buffers in the workspace block (each on a cache line).
+  struct scratch_layout {
+    std::size_t q = 0, scale = 0, sum = 0, xs = 0, gf = 0, gb = 0, t = 0, tb = 0, staged = 0,
+                pos = 0, rows = 0, total = 0;
   };
 
   static constexpr index_t token_block = 32;  // tokens per task of the token pass
@@ -178,15 +209,21 @@ class quantized_linear {
     }
   }
 
-  void check_call(const char* op, matrix_view<const float> x, vector_view<const modality_id> ids,
-                  index_t y_rows, index_t y_cols) const;
-  // Tagged like forward(): its loop vectorises with the translation unit's flags.
-  MASQUANT_BUILD_TAG void check_output(matrix_view<const float> x,
-                                       vector_view<const modality_id> ids,
+  void check_call(const char* op, index_t x_rows, index_t x_cols,
+                  vector_view<const modality_id> ids, index_t y_rows, index_t y_cols) const;
+  // Tagged like forward(): their loops vectorise with the translation unit's flags.
+  MASQUANT_BUILD_TAG void check_output(const linear_input& x, vector_view<const modality_id> ids,
                                        matrix_view<const float> y,
                                        const parallel_for_fn& parallel) const;
-  [[noreturn]] void raise_overflow(matrix_view<const float> x, vector_view<const modality_id> ids,
+  MASQUANT_BUILD_TAG void store_output(matrix_view<const float> out, const linear_output& y,
+                                       bool accumulate, const parallel_for_fn& parallel) const;
+  [[noreturn]] void raise_overflow(const linear_input& x, vector_view<const modality_id> ids,
                                    index_t row, index_t col, float value) const;
+  scratch_layout layout(index_t m_rows, index_t lowrank_rows, index_t t_size, index_t tb_size,
+                        bool dot, bool staged) const noexcept;
+  // Tasks of the low-rank branch for at most `rows` routed tokens (their capacity, for reserve).
+  std::size_t lowrank_tasks(index_t rows) const noexcept;
+  void count_routes(vector_view<const modality_id> ids, linear_workspace& ws) const;
   void route(vector_view<const modality_id> ids, linear_workspace& ws) const;
   bool uses_bf16(isa_family family, const forward_options& opt) const noexcept {
     return detail::MASQUANT_BUILD::bf16_dot_runs(family) &&
@@ -257,16 +294,16 @@ inline std::size_t quantized_linear::lowrank_bytes() const noexcept {
   return bytes;
 }
 
-inline void quantized_linear::check_call(const char* op, matrix_view<const float> x,
+inline void quantized_linear::check_call(const char* op, index_t x_rows, index_t x_cols,
                                          vector_view<const modality_id> ids, index_t y_rows,
                                          index_t y_cols) const {
-  MASQUANT_CHECK(x.cols() == p_.d_in, errc::shape_mismatch, op, ": x is ", x.rows(), "x", x.cols(),
+  MASQUANT_CHECK(x_cols == p_.d_in, errc::shape_mismatch, op, ": x is ", x_rows, "x", x_cols,
                  " but the layer has d_in = ", p_.d_in);
-  MASQUANT_CHECK(y_rows == x.rows() && y_cols == p_.d_out, errc::shape_mismatch, op, ": y is ",
-                 y_rows, "x", y_cols, ", expected ", x.rows(), "x", p_.d_out,
+  MASQUANT_CHECK(y_rows == x_rows && y_cols == p_.d_out, errc::shape_mismatch, op, ": y is ",
+                 y_rows, "x", y_cols, ", expected ", x_rows, "x", p_.d_out,
                  " (tokens of x by d_out)");
-  MASQUANT_CHECK(ids.empty() || ids.size() == x.rows(), errc::shape_mismatch, op, ": ids has ",
-                 ids.size(), " entries for ", x.rows(), " tokens of x");
+  MASQUANT_CHECK(ids.empty() || ids.size() == x_rows, errc::shape_mismatch, op, ": ids has ",
+                 ids.size(), " entries for ", x_rows, " tokens of x");
   const index_t mods = p_.modalities();
   for (index_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < mods) continue;
@@ -278,8 +315,86 @@ inline void quantized_linear::check_call(const char* op, matrix_view<const float
   }
 }
 
-inline void quantized_linear::route(vector_view<const modality_id> ids,
-                                    linear_workspace& ws) const {
+inline quantized_linear::scratch_layout quantized_linear::layout(index_t m_rows,
+                                                                 index_t lowrank_rows,
+                                                                 index_t t_size, index_t tb_size,
+                                                                 bool dot,
+                                                                 bool staged) const noexcept {
+  using detail::gemm::panel_cols;
+  std::size_t end = 0;
+  const auto take = [&end](index_t count, std::size_t size) {
+    const std::size_t start = end;
+    constexpr std::size_t line = linear_workspace::alignment;
+    end += (static_cast<std::size_t>(count) * size + line - 1) / line * line;
+    return start;
+  };
+  scratch_layout l;
+  const index_t k = p_.d_in;
+  if (p_.activation_bits >= 16) {
+    l.xs = take(m_rows * detail::round_up(k, panel_cols), sizeof(float));
+  } else {
+    l.q = take(m_rows * k, 1);
+    l.scale = take(m_rows, sizeof(float));
+    l.sum = take(m_rows, sizeof(std::int32_t));
+  }
+  if (lowrank_rows > 0) {
+    l.pos = take(m_rows, sizeof(index_t));
+    l.rows = take(lowrank_rows, sizeof(index_t));
+    if (dot) {
+      l.gb = take(lowrank_rows * detail::round_up(k, index_t{32}), 2);
+      l.tb = take(tb_size, 2);
+    } else {
+      l.gf = take(lowrank_rows * detail::round_up(k, panel_cols), sizeof(float));
+    }
+    l.t = take(t_size, sizeof(float));
+  }
+  if (staged) l.staged = take(m_rows * p_.d_out, sizeof(float));
+  l.total = end;
+  return l;
+}
+
+inline std::size_t quantized_linear::workspace_bytes(index_t max_tokens, const forward_options& opt,
+                                                     element_type output) const {
+  using detail::gemm::panel_cols;
+  MASQUANT_CHECK(max_tokens >= 0, errc::invalid_argument,
+                 "quantized_linear::workspace_bytes: negative token count ", max_tokens);
+  const isa_family family =
+      detail::MASQUANT_BUILD::resolve("quantized_linear::workspace_bytes", opt.isa);
+  index_t max_rank = 0;
+  for (const auto& f : lowrank_) max_rank = std::max(max_rank, f.rank);
+  // The most any split of the tokens needs: all of them in the modality of the largest rank.
+  const index_t lr = opt.skip_lowrank || max_rank == 0 ? 0 : max_tokens;
+  const scratch_layout l =
+      layout(max_tokens, lr, lr * detail::round_up(max_rank, panel_cols),
+             lr * detail::round_up(max_rank, index_t{32}), uses_bf16(family, opt),
+             output != element_type::float32 || opt.accumulate);
+  return l.total + linear_workspace::alignment - 1;
+}
+
+inline std::size_t quantized_linear::lowrank_tasks(index_t rows) const noexcept {
+  const index_t panels = (p_.d_out + detail::gemm::panel_cols - 1) / detail::gemm::panel_cols;
+  return static_cast<std::size_t>((rows / row_block + p_.modalities()) *
+                                  ((panels + panel_block - 1) / panel_block));
+}
+
+inline void linear_workspace::reserve(const quantized_linear& layer, index_t max_tokens) {
+  reserve(layer, max_tokens, forward_options{}, element_type::float32);
+}
+
+inline void linear_workspace::reserve(const quantized_linear& layer, index_t max_tokens,
+                                      const forward_options& opt, element_type output) {
+  constexpr const char* op = "linear_workspace::reserve";
+  // The block itself (an owned one is allocated and touched now: no page faults later).
+  block(layer.workspace_bytes(max_tokens, opt, output) - (alignment - 1), op);
+  const auto mods = static_cast<std::size_t>(layer.modalities());
+  for (auto* v : {&count_, &first_, &fill_, &t_off_, &tb_off_}) v->reserve(mods);
+  gf_ptr_.reserve(mods);
+  gb_ptr_.reserve(mods);
+  tasks_.reserve(layer.lowrank_tasks(max_tokens));
+}
+
+inline void quantized_linear::count_routes(vector_view<const modality_id> ids,
+                                           linear_workspace& ws) const {
   const auto mods = static_cast<std::size_t>(p_.modalities());
   ws.count_.assign(mods, 0);
   ws.lowrank_rows_ = 0;
@@ -291,8 +406,11 @@ inline void quantized_linear::route(vector_view<const modality_id> ids,
   if (ws.lowrank_rows_ == 0) return;
   ws.first_.assign(mods, 0);
   for (std::size_t m = 1; m < mods; ++m) ws.first_[m] = ws.first_[m - 1] + ws.count_[m - 1];
-  ws.pos_.resize(static_cast<std::size_t>(ids.size()));
-  ws.rows_.resize(static_cast<std::size_t>(ws.lowrank_rows_));
+}
+
+inline void quantized_linear::route(vector_view<const modality_id> ids,
+                                    linear_workspace& ws) const {
+  const auto mods = static_cast<std::size_t>(p_.modalities());
   std::vector<index_t>& fill = ws.fill_;
   fill.assign(mods, 0);
   for (index_t i = 0; i < ids.size(); ++i) {
@@ -307,21 +425,62 @@ inline void quantized_linear::route(vector_view<const modality_id> ids,
   }
 }
 
-inline void quantized_linear::forward(matrix_view<const float> x,
-                                      vector_view<const modality_id> ids, matrix_view<float> y,
-                                      const forward_options& opt) const {
+inline void quantized_linear::forward(linear_input x, vector_view<const modality_id> ids,
+                                      linear_output y, const forward_options& opt) const {
   using namespace detail::gemm;
   constexpr const char* op = "quantized_linear::forward";
-  check_call(op, x, ids, y.rows(), y.cols());
+  check_call(op, x.rows(), x.cols(), ids, y.rows(), y.cols());
   const isa_family family = detail::MASQUANT_BUILD::resolve(op, opt.isa);
   linear_workspace& ws = opt.workspace != nullptr ? *opt.workspace : thread_workspace();
   ws.has_activations_ = false;
   ws.isa_ = family;
-  route(opt.skip_lowrank ? vector_view<const modality_id>() : ids, ws);
+  const vector_view<const modality_id> routed =
+      opt.skip_lowrank ? vector_view<const modality_id>() : ids;
+  count_routes(routed, ws);
   const index_t m_rows = x.rows(), k = p_.d_in;
   if (m_rows == 0) return;
   const bool a16 = p_.activation_bits >= 16;
   const bool dot = uses_bf16(family, opt);
+  // The float result: y itself, or the workspace for bf16 outputs and accumulation (added and
+  // rounded once at the end).
+  const bool staged = y.type() != element_type::float32 || opt.accumulate;
+
+  // The workspace block: every buffer of this call, laid out before anything is written.
+  const auto mods = static_cast<std::size_t>(p_.modalities());
+  index_t t_size = 0, tb_size = 0;
+  if (ws.lowrank_rows_ > 0) {
+    ws.t_off_.assign(mods, 0);
+    ws.tb_off_.assign(mods, 0);
+    for (std::size_t m = 0; m < mods; ++m) {
+      ws.t_off_[m] = t_size;
+      ws.tb_off_[m] = tb_size;
+      t_size += ws.count_[m] * round_up(lowrank_[m].rank, panel_cols);
+      tb_size += ws.count_[m] * round_up(lowrank_[m].rank, 32);
+    }
+  }
+  const scratch_layout at = layout(m_rows, ws.lowrank_rows_, t_size, tb_size, dot, staged);
+  unsigned char* base = ws.block(at.total, op);
+  // NOLINTBEGIN(cppcoreguidelines-pro-type-reinterpret-cast): typed regions of the raw block
+  ws.q_ = reinterpret_cast<std::int8_t*>(base + at.q);
+  ws.scale_ = reinterpret_cast<float*>(base + at.scale);
+  ws.sum_ = reinterpret_cast<std::int32_t*>(base + at.sum);
+  ws.xs_ = reinterpret_cast<float*>(base + at.xs);
+  ws.gathered_f_ = reinterpret_cast<float*>(base + at.gf);
+  ws.gathered_b_ = reinterpret_cast<std::uint16_t*>(base + at.gb);
+  ws.t_ = reinterpret_cast<float*>(base + at.t);
+  ws.tb_ = reinterpret_cast<std::uint16_t*>(base + at.tb);
+  ws.staged_ = reinterpret_cast<float*>(base + at.staged);
+  ws.pos_ = reinterpret_cast<index_t*>(base + at.pos);
+  ws.rows_ = reinterpret_cast<index_t*>(base + at.rows);
+  // NOLINTEND(cppcoreguidelines-pro-type-reinterpret-cast)
+  if (ws.lowrank_rows_ > 0) route(routed, ws);
+
+  matrix_view<float> out;
+  if (staged) {
+    out = matrix_view<float>(ws.staged_, m_rows, p_.d_out);
+  } else {
+    out = matrix_view<float>(static_cast<float*>(y.data()), y.rows(), y.cols(), y.stride());
+  }
 
   detail::layer::token_pass_args ta;
   ta.x = x;
@@ -330,32 +489,27 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   if (a16) {
     ta.bits = 0;
     ta.ldxs = round_up(k, panel_cols);
-    ws.xs_.reserve(static_cast<std::size_t>(m_rows * ta.ldxs));
-    ta.xs = ws.xs_.data();
+    ta.xs = ws.xs_;
   } else {
     ta.bits = p_.activation_bits;
-    ws.qa_.resize(m_rows, k);
-    ta.q = ws.qa_.values().data();
-    ta.scale = ws.qa_.scales().data();
-    ta.sum = ws.qa_.row_sums().data();
+    ws.qa_rows_ = m_rows;
+    ws.qa_cols_ = k;
+    ta.q = ws.q_;
+    ta.scale = ws.scale_;
+    ta.sum = ws.sum_;
   }
   if (ws.lowrank_rows_ > 0) {
     // Gathered smoothed rows of every modality with factors, one block per modality.
-    const auto mods = static_cast<std::size_t>(p_.modalities());
     ws.gf_ptr_.assign(mods, nullptr);
     ws.gb_ptr_.assign(mods, nullptr);
-    ta.pos = ws.pos_.data();
+    ta.pos = ws.pos_;
     if (dot) {
       ta.ldb = round_up(k, 32);
-      ws.gathered_b_.reserve(static_cast<std::size_t>(ws.lowrank_rows_ * ta.ldb));
-      for (std::size_t m = 0; m < mods; ++m)
-        ws.gb_ptr_[m] = ws.gathered_b_.data() + ws.first_[m] * ta.ldb;
+      for (std::size_t m = 0; m < mods; ++m) ws.gb_ptr_[m] = ws.gathered_b_ + ws.first_[m] * ta.ldb;
       ta.gathered_b = ws.gb_ptr_.data();
     } else {
       ta.ldf = round_up(k, panel_cols);
-      ws.gathered_f_.reserve(static_cast<std::size_t>(ws.lowrank_rows_ * ta.ldf));
-      for (std::size_t m = 0; m < mods; ++m)
-        ws.gf_ptr_[m] = ws.gathered_f_.data() + ws.first_[m] * ta.ldf;
+      for (std::size_t m = 0; m < mods; ++m) ws.gf_ptr_[m] = ws.gathered_f_ + ws.first_[m] * ta.ldf;
       ta.gathered_f = ws.gf_ptr_.data();
     }
   }
@@ -367,20 +521,21 @@ inline void quantized_linear::forward(matrix_view<const float> x,
   });
 
   if (a16) {
-    a16_product(ws, y, family, opt.parallel);
+    a16_product(ws, out, family, opt.parallel);
   } else {
     gemm_options g;
     g.bias = vector_view<const float>(p_.bias);
     g.parallel = opt.parallel;
     g.isa = family;
-    int8_gemm(ws.qa_.view(), packed_, y, g);
+    int8_gemm(ws.activations_of_call(), packed_, out, g);
     ws.has_activations_ = true;
   }
-  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, y, dot, family, opt.parallel);
-  check_output(x, ids, y, opt.parallel);
+  if (ws.lowrank_rows_ > 0) lowrank_branch(ws, out, dot, family, opt.parallel);
+  check_output(x, ids, out, opt.parallel);
+  if (staged) store_output(out, y, opt.accumulate, opt.parallel);
 }
 
-inline void quantized_linear::check_output(matrix_view<const float> x,
+inline void quantized_linear::check_output(const linear_input& x,
                                            vector_view<const modality_id> ids,
                                            matrix_view<const float> y,
                                            const parallel_for_fn& parallel) const {
@@ -412,7 +567,82 @@ inline void quantized_linear::check_output(matrix_view<const float> x,
     if (!std::isfinite(row[c])) raise_overflow(x, ids, r, c, row[c]);
 }
 
-inline void quantized_linear::raise_overflow(matrix_view<const float> x,
+inline void quantized_linear::store_output(matrix_view<const float> out, const linear_output& y,
+                                           bool accumulate, const parallel_for_fn& parallel) const {
+  // y (+)= out in float, rounded to nearest even on the bits for a bf16 y (out is finite). A sum
+  // or a rounded value whose exponent is all ones is not finite: that element keeps y's old
+  // value, and the first such row is reported.
+  constexpr std::uint32_t exponent = 0x7f800000u;
+  const bool bf16 = y.type() == element_type::bfloat16;
+  const index_t rows = out.rows(), cols = out.cols();
+  std::atomic<index_t> first_bad{rows};
+  run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
+    for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
+      const float* src = out.row_data(r);
+      std::uint32_t least = exponent;
+      if (bf16) {
+        std::uint16_t* dst = static_cast<std::uint16_t*>(y.data()) + r * y.stride();
+        for (index_t c = 0; c < cols; ++c) {
+          float v = src[c];
+          if (accumulate) {
+            const std::uint32_t old = std::uint32_t{dst[c]} << 16;
+            float o;
+            std::memcpy(&o, &old, sizeof o);
+            v += o;
+          }
+          std::uint32_t bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          const std::uint32_t h = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+          const std::uint32_t bad =
+              std::min((bits & exponent) ^ exponent, ((h << 16) & exponent) ^ exponent);
+          dst[c] = bad != 0 ? static_cast<std::uint16_t>(h) : dst[c];
+          least = std::min(least, bad);
+        }
+      } else {
+        float* dst = static_cast<float*>(y.data()) + r * y.stride();
+        for (index_t c = 0; c < cols; ++c) {
+          const float v = dst[c] + src[c];
+          std::uint32_t bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          const std::uint32_t bad = (bits & exponent) ^ exponent;
+          dst[c] = bad != 0 ? v : dst[c];
+          least = std::min(least, bad);
+        }
+      }
+      if (least != 0) continue;
+      index_t seen = first_bad.load();
+      while (r < seen && !first_bad.compare_exchange_weak(seen, r)) {
+      }
+      return;
+    }
+  });
+  const index_t r = first_bad.load();
+  if (r == rows) return;
+  // The first bad column of row r: the element that kept y's old value.
+  const auto old_value = [&](index_t c) {
+    return bf16 ? static_cast<float>(static_cast<const bfloat16*>(y.data())[r * y.stride() + c])
+                : static_cast<const float*>(y.data())[r * y.stride() + c];
+  };
+  for (index_t c = 0; c < cols; ++c) {
+    const float old = accumulate ? old_value(c) : 0.0f;
+    const float v = out(r, c) + old;
+    const bool fits =
+        bf16 ? std::isfinite(static_cast<float>(static_cast<bfloat16>(v))) : std::isfinite(v);
+    if (fits) continue;
+    const std::string where =
+        detail::cat("quantized_linear::forward: output (row ", r, ", column ", c, ") ");
+    MASQUANT_CHECK(std::isfinite(old), errc::non_finite, where, "accumulates into y = ", old);
+    if (accumulate) {
+      raise(errc::overflow,
+            detail::cat(where, "is ", out(r, c), " and y holds ", old, ": their sum is beyond ",
+                        bf16 ? "bfloat16" : "float", "'s range"));
+    }
+    raise(errc::overflow, detail::cat(where, "is ", out(r, c),
+                                      ", beyond bfloat16's range (largest finite 3.3895314e+38)"));
+  }
+}
+
+inline void quantized_linear::raise_overflow(const linear_input& x,
                                              vector_view<const modality_id> ids, index_t row,
                                              index_t col, float value) const {
   // Which term overflows, bounded for this output in double: the main product by
@@ -421,7 +651,9 @@ inline void quantized_linear::raise_overflow(matrix_view<const float> x,
   // computation that overflows has a partial sum beyond float's range, so one of the bounds is.
   constexpr double float_max = static_cast<double>(std::numeric_limits<float>::max());
   const index_t m = ids.empty() ? 0 : ids[row], k = p_.d_in;
-  const float* xr = x.row_data(row);
+  std::vector<float> x_row(static_cast<std::size_t>(k));
+  x.row_to_float(row, x_row.data());
+  const float* xr = x_row.data();
   const std::vector<float>& s = p_.smooth[static_cast<std::size_t>(m)];
   std::vector<double> xs(static_cast<std::size_t>(k));
   double xs_max = 0, main = 0;
@@ -471,7 +703,7 @@ inline void quantized_linear::a16_product(linear_workspace& ws, matrix_view<floa
                                           const parallel_for_fn& parallel) const {
   using namespace detail::gemm;
   product_args<float> pa;
-  pa.a = ws.xs_.data();
+  pa.a = ws.xs_;
   pa.lda = round_up(p_.d_in, panel_cols);
   pa.c = y.data();
   pa.ldc = y.stride();
@@ -503,18 +735,8 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
   const auto mods = static_cast<std::size_t>(p_.modalities());
   const bool f32 = options_.storage == lowrank_storage::float32;
   const index_t k = p_.d_in;
-  // x̃·L into t (float, rows padded to whole panels), per modality block.
-  ws.t_off_.assign(mods, 0);
-  ws.tb_off_.assign(mods, 0);
-  index_t t_size = 0, tb_size = 0;
-  for (std::size_t m = 0; m < mods; ++m) {
-    ws.t_off_[m] = t_size;
-    ws.tb_off_[m] = tb_size;
-    t_size += ws.count_[m] * round_up(lowrank_[m].rank, panel_cols);
-    tb_size += ws.count_[m] * round_up(lowrank_[m].rank, 32);
-  }
-  ws.t_.reserve(static_cast<std::size_t>(t_size));
-  if (dot) ws.tb_.reserve(static_cast<std::size_t>(tb_size));
+  // x̃·L into t (float, rows padded to whole panels), per modality block (forward laid out t_
+  // and tb_).
 
   ws.tasks_.clear();
   for (std::size_t m = 0; m < mods; ++m) {
@@ -527,7 +749,7 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
     const auto& tk = ws.tasks_[static_cast<std::size_t>(i)];
     const lowrank_pack& f = lowrank_[static_cast<std::size_t>(tk.m)];
     const index_t ldt = round_up(f.rank, panel_cols);
-    float* t = ws.t_.data() + ws.t_off_[static_cast<std::size_t>(tk.m)];
+    float* t = ws.t_ + ws.t_off_[static_cast<std::size_t>(tk.m)];
     if (dot) {
       product_args<std::uint16_t> pa;
       pa.a = ws.gb_ptr_[static_cast<std::size_t>(tk.m)];
@@ -535,7 +757,7 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
       pa.c = t;
       pa.ldc = ldt;
       pa.n = ldt;
-      std::uint16_t* tb = ws.tb_.data() + ws.tb_off_[static_cast<std::size_t>(tk.m)];
+      std::uint16_t* tb = ws.tb_ + ws.tb_off_[static_cast<std::size_t>(tk.m)];
       const index_t ldtb = round_up(f.rank, 32);
       detail::MASQUANT_BUILD::on_bf16_family([&](auto bf16) {
         run_float_gemm(bf16, pa, f.l16, tk.r0, tk.r1, 0, f.l16.count);
@@ -572,10 +794,10 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
     const auto& tk = ws.tasks_[static_cast<std::size_t>(i)];
     const auto m = static_cast<std::size_t>(tk.m);
     const lowrank_pack& f = lowrank_[m];
-    const index_t* rows = ws.rows_.data() + ws.first_[m];
+    const index_t* rows = ws.rows_ + ws.first_[m];
     if (dot) {
       product_args<std::uint16_t> pa;
-      pa.a = ws.tb_.data() + ws.tb_off_[m];
+      pa.a = ws.tb_ + ws.tb_off_[m];
       pa.lda = round_up(f.rank, 32);
       pa.c = y.data();
       pa.c_rows = rows;
@@ -586,7 +808,7 @@ inline void quantized_linear::lowrank_branch(linear_workspace& ws, matrix_view<f
           [&](auto bf16) { run_float_gemm(bf16, pa, f.r16, tk.r0, tk.r1, tk.p0, tk.p1); });
     } else {
       product_args<float> pa;
-      pa.a = ws.t_.data() + ws.t_off_[m];
+      pa.a = ws.t_ + ws.t_off_[m];
       pa.lda = round_up(f.rank, panel_cols);
       pa.c = y.data();
       pa.c_rows = rows;
@@ -606,7 +828,7 @@ inline void quantized_linear::reference_forward(matrix_view<const float> x,
                                                 vector_view<const modality_id> ids,
                                                 matrix_view<double> y) const {
   constexpr const char* op = "quantized_linear::reference_forward";
-  check_call(op, x, ids, y.rows(), y.cols());
+  check_call(op, x.rows(), x.cols(), ids, y.rows(), y.cols());
   const index_t m_rows = x.rows(), k = p_.d_in, n = p_.d_out;
   if (m_rows == 0) return;
   const auto id_of = [&](index_t i) -> index_t { return ids.empty() ? 0 : ids[i]; };

@@ -71,6 +71,51 @@ inline float quantize_levels(const Src& src, index_t k, float absmax, int bits, 
   return lp.delta;
 }
 
+/// bf16 bits to float: the upper half of the float (exact).
+inline void widen_bf16(const std::uint16_t* src, index_t n, float* dst) noexcept {
+  for (index_t j = 0; j < n; ++j) {
+    const std::uint32_t u = static_cast<std::uint32_t>(src[j]) << 16;
+    std::memcpy(dst + j, &u, sizeof u);
+  }
+}
+
+/// IEEE binary16 bits to float (exact, subnormals, Inf and NaN included), branch-free so that it
+/// vectorises: the exponent is rebiased by 112; Inf/NaN get the rest of float's bias; a
+/// subnormal half is built as 2^-14·(1 + m/1024) and 2^-14 taken off.
+inline void widen_f16(const std::uint16_t* src, index_t n, float* dst) noexcept {
+  constexpr std::uint32_t exp_mask = 0x0f800000u;  // the half's exponent after the shift
+  constexpr float min_normal = 6.103515625e-05f;   // 2^-14
+  for (index_t j = 0; j < n; ++j) {
+    const std::uint32_t h = src[j];
+    std::uint32_t u = ((h & 0x7fffu) << 13) + (112u << 23);
+    const std::uint32_t e = (h & 0x7c00u) << 13;
+    u += e == exp_mask ? 112u << 23 : 0u;
+    const std::uint32_t sub = u + (1u << 23);
+    float f, g;
+    std::memcpy(&f, &u, sizeof f);
+    std::memcpy(&g, &sub, sizeof g);
+    f = e == 0 ? g - min_normal : f;
+    std::memcpy(&u, &f, sizeof u);
+    u |= (h & 0x8000u) << 16;
+    std::memcpy(dst + j, &u, sizeof u);
+  }
+}
+
+/// Row i of the activations as float: the row itself, or widened into `buffer`.
+inline const float* input_row(const linear_input& x, index_t i, float* buffer) noexcept {
+  switch (x.type()) {
+    case element_type::bfloat16:
+      widen_bf16(static_cast<const std::uint16_t*>(x.data()) + i * x.stride(), x.cols(), buffer);
+      return buffer;
+    case element_type::float16:
+      widen_f16(static_cast<const std::uint16_t*>(x.data()) + i * x.stride(), x.cols(), buffer);
+      return buffer;
+    case element_type::float32:
+      break;
+  }
+  return static_cast<const float*>(x.data()) + i * x.stride();
+}
+
 /// A per-thread row of K floats for x ⊘ s of rows with no other destination; grows to the
 /// longest row seen and is reused (no allocation in steady state).
 inline float* row_scratch(index_t n) {
@@ -81,8 +126,9 @@ inline float* row_scratch(index_t n) {
 
 }  // namespace token_pass
 
-/// Runs the pass on tokens [i0, i1). Throws errc::non_finite naming the first row with a NaN/Inf
-/// quotient x / s (as quantize_row_symmetric_smoothed does).
+/// Runs the pass on tokens [i0, i1); bf16 and fp16 rows are widened to float first, one row at a
+/// time into a per-thread row that stays in L1. Throws errc::non_finite naming the first row with a
+/// NaN/Inf quotient x / s (as quantize_row_symmetric_smoothed does).
 ///
 /// The absmax pass keeps x ⊘ s — in the token's gathered float row (low-rank branch in float),
 /// its A16 row, or a per-thread row that stays in L1 — and the levels are computed from it: two
@@ -92,10 +138,10 @@ inline void run_token_pass(tag, const masquant::detail::layer::token_pass_args& 
                            index_t i1) {
   using namespace token_pass;
   const index_t k = t.x.cols();
-  float* scratch = row_scratch(k);
+  float* scratch = row_scratch(2 * k);  // [0, k): x ⊘ s with no other home; [k, 2k): widened x
   for (index_t i = i0; i < i1; ++i) {
     const modality_id m = t.ids != nullptr ? t.ids[i] : reference_modality;
-    const float* x = t.x.row_data(i);
+    const float* x = input_row(t.x, i, scratch + k);
     const float* s = (*t.smooth)[m].data();
     const index_t g = t.pos != nullptr ? t.pos[i] : -1;
     float* gf = g >= 0 && t.gathered_f != nullptr ? t.gathered_f[m] + g * t.ldf : nullptr;

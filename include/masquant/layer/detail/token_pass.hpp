@@ -6,6 +6,7 @@
 #include <masquant/config.hpp>
 #include <masquant/gemm/detail/float_families.hpp>
 #include <masquant/isa.hpp>
+#include <masquant/layer/linear_io.hpp>
 #include <masquant/modality/modality.hpp>
 #include <masquant/quant/detail/common.hpp>
 #include <masquant/quant/detail/families.hpp>
@@ -16,7 +17,7 @@ namespace masquant::detail::layer {
 
 /// Everything the pass reads and writes, for all tokens.
 struct token_pass_args {
-  matrix_view<const float> x;                     // [M, K]
+  linear_input x;                                 // [M, K], float, bf16 or fp16
   const modality_id* ids = nullptr;               // [M], or null: every token is the reference
   const std::vector<std::vector<float>>* smooth;  // [modalities][K]
   int bits = 8;                                   // activation bits; 0: not quantized (A16)
