@@ -5,7 +5,13 @@ set(MASQUANT_PYTHON "AUTO" CACHE STRING
     "Build the Python module: AUTO (when python3 with numpy and pybind11 is found), ON (required) or OFF")
 set_property(CACHE MASQUANT_PYTHON PROPERTY STRINGS AUTO ON OFF)
 set(MASQUANT_BUILD_PYTHON OFF)
-if(NOT MASQUANT_PYTHON STREQUAL "OFF")
+if(MASQUANT_PYTHON STREQUAL "AUTO" AND MASQUANT_SANITIZE)
+  # A sanitized extension cannot load into an interpreter built without the sanitizer runtime.
+  message(STATUS "masquant: Python module not built with MASQUANT_SANITIZE (set MASQUANT_PYTHON=ON "
+                 "to force it)")
+elseif(MASQUANT_PYTHON STREQUAL "AUTO" AND NOT TARGET masquant_io)
+  message(STATUS "masquant: Python module not built (it needs the io component: nlohmann_json)")
+elseif(NOT MASQUANT_PYTHON STREQUAL "OFF")
   # Candidates: the interpreter the user named (-DPython3_EXECUTABLE), else the first python3 on
   # PATH, then /usr/bin/python3: Debian's python3-numpy and python3-pybind11 serve only the
   # system interpreter, and pyenv or conda shims often come first on PATH.
