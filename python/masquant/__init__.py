@@ -31,6 +31,7 @@ from ._masquant import (  # noqa: F401  (re-exported)
     merge_statistics_files,
     pattern_matches,
     recipe_presets,
+    save_tensors,
 )
 from . import _masquant
 
@@ -39,7 +40,7 @@ __all__ = [
     "NonFinite", "NotSupported", "NumericalIssue", "OutOfRange", "Overflow",
     "QuantizedCheckpoint", "QuantizedLinear", "ShapeMismatch", "Statistics", "calibrate",
     "cpu_isa", "load_recipe", "merge_statistics_files", "pattern_matches", "quantize_checkpoint",
-    "recipe_presets",
+    "recipe_presets", "save_tensors",
 ]
 
 

@@ -187,6 +187,40 @@ class QuantizeTest(unittest.TestCase):
         self.assertGreater(ex.sqnr_by_modality(quantized, [ref], [data])["image"], 20.0)
         self.assertFalse(torch.equal(ref, got))
 
+    def test_token_sample_feeds_learning(self):
+        model, data = small_model(blocks=1), batches(2)
+        stats, sample = (os.path.join(self.dir, f) for f in ("s.safetensors", "t.safetensors"))
+        with mqt.capture(model, special_tokens=ex.SPECIAL_TOKENS, sample_tokens=16) as cap:
+            with torch.no_grad():
+                for b in data:
+                    model(**b)
+        cap.save(stats, sample)
+        ckpt, out = os.path.join(self.dir, "model"), os.path.join(self.dir, "quantized")
+        write_checkpoint(model, ckpt)
+        with_sample = masquant.quantize_checkpoint(ckpt, out, statistics=stats, tokens=sample,
+                                                   learn_steps=3)
+        q = with_sample["linears"]["model.layers.0.self_attn.q_proj"]
+        self.assertEqual(q["learning"]["steps"], 3)
+        self.assertEqual(q["modalities"][1]["scores"], "computed")
+        without = masquant.quantize_checkpoint(ckpt, out + "2", statistics=stats, learn_steps=3)
+        q = without["linears"]["model.layers.0.self_attn.q_proj"]
+        self.assertEqual(q["learning"]["steps"], 0)
+        self.assertTrue(any(phase == "learning" for phase, _ in q["skipped"]))
+
+    def test_replace_checks_the_module(self):
+        model = small_model(blocks=1)
+        with mqt.capture(model, special_tokens=ex.SPECIAL_TOKENS) as cap:
+            with torch.no_grad():
+                model(**batches(1)[0])
+        layers = mqt.quantize_linears(model, cap, learn_steps=0)
+        q = layers["model.layers.0.self_attn.q_proj"].linear
+        with self.assertRaisesRegex(TypeError, "is a RMSNorm, not a linear"):
+            mqt.replace_linears(model, {"model.layers.0.input_layernorm": q})
+        with self.assertRaisesRegex(ValueError, "64 -> 32, the quantized layer 64 -> 64"):
+            mqt.replace_linears(model, {"model.layers.0.self_attn.k_proj": q})
+        with self.assertRaisesRegex(TypeError, "expected a masquant.QuantizedLinear"):
+            mqt.MasquantLinear(torch.nn.Linear(4, 4))
+
     def test_statistics_of_another_model(self):
         other = self.capture_file(small_model(d=32), batches(1), "other.safetensors")
         ckpt, out = os.path.join(self.dir, "model"), os.path.join(self.dir, "quantized")
