@@ -2,7 +2,7 @@
 # headers (Python3 Development.Module, NumPy) and pybind11's CMake package. Sets
 # MASQUANT_BUILD_PYTHON and MASQUANT_PYTHON_INSTALL_DIR (relative to the install prefix).
 set(MASQUANT_PYTHON "AUTO" CACHE STRING
-    "Build the Python module: AUTO (when python3 with numpy and pybind11 is found), ON (required) or OFF")
+    "Build the Python module: AUTO (when python3 with numpy and pybind11 is found), ON or OFF")
 set_property(CACHE MASQUANT_PYTHON PROPERTY STRINGS AUTO ON OFF)
 set(MASQUANT_BUILD_PYTHON OFF)
 if(MASQUANT_PYTHON STREQUAL "AUTO" AND MASQUANT_SANITIZE)
@@ -26,8 +26,14 @@ elseif(NOT MASQUANT_PYTHON STREQUAL "OFF")
     if(NOT EXISTS "${_py}")
       continue()
     endif()
+    # Prints pybind11's CMake directory, whether sys.path has Debian's layout, and X.Y.
+    set(_probe "import numpy, pybind11, sys"
+               "print(pybind11.get_cmake_dir())"
+               "print(int(any(p.endswith('/lib/python3/dist-packages') for p in sys.path)))"
+               "print('%d.%d' % sys.version_info[:2])")
+    list(JOIN _probe "; " _probe)
     execute_process(
-      COMMAND "${_py}" -c "import numpy, pybind11, sys; print(pybind11.get_cmake_dir()); print(int(any(p.endswith('/lib/python3/dist-packages') for p in sys.path))); print('%d.%d' % sys.version_info[:2])"
+      COMMAND "${_py}" -c "${_probe}"
       RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
     if(_rc EQUAL 0)
       set(_masquant_python "${_py}")
@@ -55,14 +61,15 @@ elseif(NOT MASQUANT_PYTHON STREQUAL "OFF")
     endif()
     set(MASQUANT_PYTHON_INSTALL_DIR "${_masquant_py_dir}" CACHE STRING
         "Where the Python package masquant installs, relative to the prefix")
-    message(STATUS "masquant: Python module for ${Python3_EXECUTABLE} (${_masquant_py_version}), "
-                   "installed to <prefix>/${MASQUANT_PYTHON_INSTALL_DIR}")
+    message(STATUS "masquant: Python module for ${Python3_EXECUTABLE} "
+                   "(${_masquant_py_version}), installed to <prefix>/${MASQUANT_PYTHON_INSTALL_DIR}")
   elseif(MASQUANT_PYTHON STREQUAL "ON")
     message(FATAL_ERROR "MASQUANT_PYTHON=ON but no python3 with numpy, pybind11 and its headers "
-                        "was found (Debian: apt-get install python3-dev python3-numpy "
+                        "was found among: ${_masquant_py_candidates} (Debian: apt-get install python3-dev python3-numpy "
                         "python3-pybind11 pybind11-dev; or -DPython3_EXECUTABLE=...)")
   else()
     message(STATUS "masquant: Python module not built (no python3 with numpy, pybind11 and its "
-                   "headers; Debian: python3-dev python3-numpy python3-pybind11 pybind11-dev)")
+                   "headers among: ${_masquant_py_candidates}; Debian: python3-dev python3-numpy "
+                   "python3-pybind11 pybind11-dev; or -DPython3_EXECUTABLE=...)")
   endif()
 endif()

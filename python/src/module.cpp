@@ -185,6 +185,8 @@ void register_errors(py::module_& m) {
   }
   copy_warning_class = new_class(m, "CopyWarning", PyExc_UserWarning,
                                  "An array was copied because its layout could not be viewed.");
+  // pybind11's translator type takes the exception_ptr by value.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param)
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

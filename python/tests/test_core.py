@@ -230,7 +230,8 @@ class CalibrateTest(unittest.TestCase):
         w, b, x, ids = layer_problem()
         with self.assertRaisesRegex(TypeError, "unexpected keyword argument 'wbit'"):
             masquant.calibrate(w, b, tokens=x, ids=ids, wbit=4)
-        with self.assertRaisesRegex(masquant.InvalidArgument, 'weight_bits must be in \\[2, 8\\], got 9'):
+        with self.assertRaisesRegex(masquant.InvalidArgument,
+                                    'weight_bits must be in \\[2, 8\\], got 9'):
             masquant.calibrate(w, b, tokens=x, ids=ids, wbits=9)
         with self.assertRaisesRegex(ValueError, "columns are expected"):
             masquant.calibrate(w, b, tokens=x[:, :10], ids=ids)
