@@ -17,7 +17,6 @@ import json
 import os
 import re
 
-import numpy as np
 import torch
 
 from . import (Statistics, QuantizedCheckpoint, QuantizedLinear, calibrate, load_recipe,
@@ -314,9 +313,9 @@ def capture(model, **kwargs):
 
 class MasquantLinear(torch.nn.Module):
     """A calibrated layer (masquant.QuantizedLinear) in a PyTorch model: the deployable int8
-    path, each token routed by its modality (from a TokenModalities; without one, or with
-    route=False, every token takes the reference path as in decode without ids). Inference
-    only: the output carries no gradient."""
+    path on the CPU, each token routed by its modality (from a TokenModalities; without one,
+    every token takes the reference path, as decode without ids does). Inference only: the
+    output carries no gradient."""
 
     def __init__(self, layer, token_modalities=None, name=""):
         super().__init__()
