@@ -201,6 +201,20 @@ class Capture:
             self._own_modalities = False
         self.tokens = token_modalities
         self.modalities = token_modalities.modalities
+        try:
+            self._prepare(rec, gram, sample_tokens, threads, seed)
+        except BaseException:
+            if self._own_modalities:  # an error registers nothing
+                token_modalities.remove()
+            raise
+        self._handles = []
+        for key in sorted(set(self.linears.values())):
+            module = linears[key]
+            self._handles.append(module.register_forward_pre_hook(
+                lambda mod, args, key=key: self._hook(key, mod, args)))
+
+    def _prepare(self, rec, gram, sample_tokens, threads, seed):
+        """Statistics, sampling and each input's Gram mode; raises before any linear is hooked."""
         rec_modalities = rec.get("modalities") or []
         if rec_modalities and rec_modalities != self.modalities:
             raise ValueError(f"masquant capture: the recipe's modalities {rec_modalities} differ "
@@ -225,11 +239,6 @@ class Capture:
                 raise ValueError(f"gram: '{mode}' is not none, non_reference or all")
             if order.index(mode) >= order.index(self._gram.get(key, "none")):
                 self._gram[key] = mode
-        self._handles = []
-        for key in sorted(set(self.linears.values())):
-            module = linears[key]
-            self._handles.append(module.register_forward_pre_hook(
-                lambda mod, args, key=key: self._hook(key, mod, args)))
 
     def _hook(self, key, module, args):
         x = args[0]

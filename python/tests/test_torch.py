@@ -122,6 +122,10 @@ class CaptureTest(unittest.TestCase):
                         recipe=None)
         with self.assertRaisesRegex(ValueError, "'video' is not a non-reference modality"):
             mqt.capture(model, special_tokens={"video": 7}, modalities=["text", "image"])
+        with self.assertRaisesRegex(ValueError, "the recipe's modalities \\['text', 'vision'\\]"):
+            mqt.capture(model, special_tokens=ex.SPECIAL_TOKENS, recipe="qwen2_5_vl")
+        # A capture that fails leaves no hook behind.
+        self.assertEqual(len(model.model.embed_tokens._forward_pre_hooks), 0)
         cap = mqt.capture(model, special_tokens=ex.SPECIAL_TOKENS)
         with self.assertRaisesRegex(ValueError, "no statistics to save"):
             cap.save("never-written.safetensors")
