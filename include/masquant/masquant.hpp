@@ -23,6 +23,7 @@
 #include <masquant/gemm/packed_weights.hpp>
 #include <masquant/gemm/quantized_activations.hpp>
 #include <masquant/gemm/reference.hpp>
+#include <masquant/layer/linear_io.hpp>
 #include <masquant/layer/linear_params.hpp>
 #include <masquant/layer/linear_workspace.hpp>
 #include <masquant/layer/quantized_linear.hpp>
