@@ -141,7 +141,7 @@ void fuzz_model(const std::uint8_t* data, std::size_t size) {
     const auto layers = find_layers(f);
     std::string reference = "text";
     bool model = true;
-    model_metadata meta;
+    linear_file_metadata meta;
     try {
       meta = read_model_metadata(f);
       reference = meta.reference;
@@ -152,7 +152,7 @@ void fuzz_model(const std::uint8_t* data, std::size_t size) {
       try {
         if (model && !e.qweight.empty()) {
           const quantized_linear layer(
-              load_linear(f, prefix, meta.reference, meta.wbits, meta.abits));
+              load_linear(f, prefix, meta.reference, meta.weight_bits, meta.activation_bits));
           const index_t m = layer.modalities(), tokens = std::min<index_t>(m, 3) + 1;
           std::vector<float> x(static_cast<std::size_t>(tokens * layer.d_in()));
           for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 7) - 3) * 0.37f;
