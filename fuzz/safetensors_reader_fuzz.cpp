@@ -25,7 +25,9 @@ void touch(const masquant::safetensors_file& f) {
   unsigned sum = 0;
   for (const masquant::tensor_info& t : f.tensors()) {
     for (std::uint8_t b : f.bytes(t.name)) sum += b;
-    if (masquant::is_supported(t.type)) {
+    // Every supported dtype but I64 loads as float (safetensors_file::view_f32); I64 loads as
+    // itself only.
+    if (masquant::is_supported(t.type) && t.type != masquant::dtype::i64) {
       try {
         const auto v = f.view_f32(t.name);
         for (float x : v.vector()) sum += x == 0.0f;
@@ -35,6 +37,7 @@ void touch(const masquant::safetensors_file& f) {
     }
     if (t.type == masquant::dtype::i8) sum += f.view<std::int8_t>(t.name).matrix().rows() > 0;
     if (t.type == masquant::dtype::f16) sum += f.load<masquant::half>(t.name).size() > 0;
+    if (t.type == masquant::dtype::i64) sum += f.load<std::int64_t>(t.name).size() > 0;
     (void)f.info(t.name).byte_size();
   }
   for (const auto& kv : f.metadata())
