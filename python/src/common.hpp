@@ -16,6 +16,13 @@
 #include <string>
 #include <vector>
 
+namespace masquant {
+class modality_stats;
+struct calibration_report;
+struct quantized_linear_params;
+struct linear_settings;
+}  // namespace masquant
+
 namespace masquant::python {
 
 namespace py = pybind11;
@@ -61,18 +68,18 @@ thread_holder make_threads(int threads);
 
 /// The record `input` of a masquant.Statistics object (its only record when `input` is empty),
 /// and the set's modality names. Throws ValueError / masquant errors naming what is missing.
-const class modality_stats& statistics_record(py::handle statistics, const std::string& input,
-                                              std::vector<std::string>& modalities);
+const modality_stats& statistics_record(py::handle statistics, const std::string& input,
+                                        std::vector<std::string>& modalities);
 
 /// A calibration report as a dict (docs/python.md, "Reports").
-py::dict report_dict(const struct calibration_report& report);
+py::dict report_dict(const calibration_report& report);
 
 /// A masquant.QuantizedLinear owning `params`.
-py::object make_linear(struct quantized_linear_params params);
+py::object make_linear(quantized_linear_params params);
 
 /// Recipe settings from keyword arguments (wbits=8, method="mas", alpha="auto", ...): the
 /// fields of linear_settings by their recipe names; TypeError for an unknown one.
-struct linear_settings settings_from_kwargs(const py::dict& kwargs, const char* op);
+linear_settings settings_from_kwargs(const py::dict& kwargs, const char* op);
 
 /// The masquant.CopyWarning category (a UserWarning).
 py::handle copy_warning();
