@@ -1,7 +1,11 @@
 // bench_gemm.cpp: masquant's INT8 GEMM (int8 and int4 weights, float out; and int8 weights with
-// int32 out, "ours_int32", the like of raw oneDNN) against oneDNN's dnnl_gemm_u8s8s32 (raw, and
-// plus the per-token / per-channel scale pass a quantized linear needs), OpenBLAS sgemm (sgemv
-// at M = 1) and Eigen's float GEMM, in one process on the same shapes and data.
+// int32 out, "ours_int32", the like of raw oneDNN) against, strongest first: oneDNN's matmul
+// primitive with weights reordered once ("dnnl_matmul": u8 x s8 -> f32, per-channel scales, the
+// per-token scale fused as a post-op when its implementation takes it), oneDNN's
+// dnnl_gemm_u8s8s32 (raw, "dnnl_raw", and plus the per-token / per-channel scale pass a
+// quantized linear needs, "dnnl"), OpenBLAS sgemm (sgemv at M = 1) and Eigen's float GEMM, in one
+// process on the same shapes and data. It prints the CPU and one core's measured multiply peak
+// for masquant's family (peak.hpp); the summary gives masquant's fraction of it.
 //
 // Two modes. Separate (default): one benchmark per participant, named
 // gemm/K<K>xN<N>/M:<M>/threads:<T>/<who>; within a problem the peers run first and masquant last,
@@ -43,11 +47,17 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
+
+#include "bench_context.hpp"
+#include "peak.hpp"
 
 #ifdef MASQUANT_BENCH_HAVE_DNNL
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
 #endif
 #ifdef MASQUANT_BENCH_HAVE_OPENBLAS
 #include <cblas.h>
@@ -66,6 +76,10 @@ struct shape {
 
 // --- data shared by every participant of one (K, N) shape -------------------------------------
 
+#ifdef MASQUANT_BENCH_HAVE_DNNL
+struct matmul_state;
+#endif
+
 struct shape_data {
   index_t k = 0, n = 0;
   std::vector<float> w_scale;
@@ -73,6 +87,10 @@ struct shape_data {
   std::vector<std::vector<std::int8_t>> raw8;          // [N, K] int8 for oneDNN
   std::vector<std::vector<float>> wf;                  // [N, K] float for the fp32 peers
   bool have_raw8 = false, have_wf = false;
+#ifdef MASQUANT_BENCH_HAVE_DNNL
+  std::map<index_t, std::unique_ptr<matmul_state>> matmul;  // by M
+#endif
+  ~shape_data();
 };
 
 std::size_t copies_for(std::size_t bytes) {
@@ -285,7 +303,123 @@ participant dnnl(shape s, index_t m, int threads, bool scaled) {
   };
   return {scaled ? "dnnl" : "dnnl_raw", call, static_cast<double>(s.n * s.k), true};
 }
+
+// oneDNN's matmul primitive as PyTorch/IPEX and OpenVINO run a quantized linear: int8 activations
+// x s8 weights -> f32, weights reordered once into the layout the primitive chose
+// (format_tag::any: the brgemm blocked format on AVX-512 machines), per-channel output scales
+// given at creation, and the per-token scale as a binary multiply post-op when the primitive's
+// implementation accepts it unchanged (else as a separate pass over the output, as in "dnnl").
+// One primitive per (K, N, M): an engine creates it once per shape. The activations are given as
+// u8 (the +128 image of masquant's, as for dnnl_raw): u8 x s8 is the native operand of vpdpbusd
+// and of oneDNN's AVX2 kernels, where s8 activations cost it a compensation pass (20x slower
+// on an AVX2 machine), so this only flatters the peer.
+struct matmul_state {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  dnnl::matmul primitive;
+  std::string impl;
+  bool fused_token_scale = false;
+  dnnl::memory src, dst, token_scale;
+  std::vector<dnnl::memory> weights;  // rotating reordered copies
+};
+
+std::unique_ptr<matmul_state> make_matmul(shape_data& d, const activations& x, index_t m) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  auto st = std::make_unique<matmul_state>();
+  const dnnl::memory::dims src_dims{m, d.k}, w_dims{d.k, d.n}, dst_dims{m, d.n};
+  const dnnl::memory::desc src_md(src_dims, dt::u8, tag::ab), w_any(w_dims, dt::s8, tag::any),
+      dst_md(dst_dims, dt::f32, tag::ab), scale_md({m, 1}, dt::f32, tag::ab);
+  const dnnl::matmul::desc desc(src_md, w_any, dst_md);
+  dnnl::primitive_attr plain;
+  plain.set_output_scales(1 << 1, d.w_scale);
+  dnnl::matmul::primitive_desc pd(desc, plain, st->engine);
+  st->impl = pd.impl_info_str();
+  dnnl::post_ops ops;
+  ops.append_binary(dnnl::algorithm::binary_mul, scale_md);
+  dnnl::primitive_attr fused = plain;
+  fused.set_post_ops(ops);
+  try {
+    dnnl::matmul::primitive_desc fused_pd(desc, fused, st->engine);
+    if (fused_pd.impl_info_str() == st->impl) {
+      pd = fused_pd;
+      st->fused_token_scale = true;
+    }
+  } catch (const dnnl::error&) {
+    // No implementation takes the post-op: the scale pass stays separate.
+  }
+  st->primitive = dnnl::matmul(pd);
+  st->src = dnnl::memory(src_md, st->engine, const_cast<std::uint8_t*>(x.au8.data()));
+  st->dst = dnnl::memory(dst_md, st->engine, output<float>(m, d.n).data());
+  st->token_scale = dnnl::memory(scale_md, st->engine, const_cast<float*>(x.scale.data()));
+  ensure_raw8(d);
+  const dnnl::memory::desc user_md(w_dims, dt::s8, tag::ba);  // raw8 is [N, K] row-major
+  for (auto& w : d.raw8) {
+    dnnl::memory user(user_md, st->engine, w.data());
+    dnnl::memory packed(pd.weights_desc(), st->engine);
+    dnnl::reorder(user, packed).execute(st->stream, user, packed);
+    st->weights.push_back(packed);
+  }
+  st->stream.wait();
+  std::printf("oneDNN matmul K=%ld N=%ld M=%ld: %s, per-token scale %s\n", static_cast<long>(d.k),
+              static_cast<long>(d.n), static_cast<long>(m), st->impl.c_str(),
+              st->fused_token_scale ? "as a binary post-op" : "as a separate pass");
+  return st;
+}
+
+participant dnnl_matmul(shape s, index_t m, int threads) {
+  auto& d = data_for(s.k, s.n);
+  const auto& x = activations_for(m, s.k);
+  auto& slot = d.matmul[m];
+  if (!slot) slot = make_matmul(d, x, m);
+  matmul_state& st = *slot;
+  auto& cf = output<float>(m, s.n);
+  auto call = [&st, &x, &cf, s, m, threads](std::size_t i) {
+    set_peer_threads(threads);
+    // The activation and output buffers are shared with the other participants of this M.
+    st.src.set_data_handle(const_cast<std::uint8_t*>(x.au8.data()));
+    st.dst.set_data_handle(cf.data());
+    st.token_scale.set_data_handle(const_cast<float*>(x.scale.data()));
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, st.src},
+        {DNNL_ARG_WEIGHTS, st.weights[i % st.weights.size()]},
+        {DNNL_ARG_DST, st.dst}};
+    if (st.fused_token_scale) {
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, st.token_scale);
+    }
+    st.primitive.execute(st.stream, args);
+    st.stream.wait();
+    if (st.fused_token_scale) return;
+    auto rows = [&](index_t r) {
+      float* out = cf.data() + r * s.n;
+      const float as = x.scale[static_cast<std::size_t>(r)];
+      for (index_t j = 0; j < s.n; ++j) out[j] *= as;
+    };
+    if (threads > 1 && m > 1) {
+      pool(threads).parallel_for(m, rows);
+    } else {
+      for (index_t r = 0; r < m; ++r) rows(r);
+    }
+  };
+  return {"dnnl_matmul", call, static_cast<double>(s.n * s.k), true};
+}
+
+// Whether oneDNN's u8 x s8 GEMM is exact here: without VNNI it multiplies with vpmaddubsw, whose
+// int16 pair sums saturate (255 * 127 * 2 > 32767), so its speed there is that of an inexact
+// product. All-255 activations times all-127 weights over K = 256 tell the two apart.
+bool dnnl_is_exact() {
+  constexpr dnnl_dim_t m = 4, n = 64, k = 256;
+  const std::vector<std::uint8_t> a(m * k, 255);
+  const std::vector<std::int8_t> b(n * k, 127);
+  std::vector<std::int32_t> c(m * n, 0);
+  const std::int32_t zero = 0;
+  dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, a.data(), k, 0, b.data(), k, 0, 0.0f, c.data(), n,
+                    &zero);
+  return std::all_of(c.begin(), c.end(), [](std::int32_t v) { return v == 255 * 127 * k; });
+}
 #endif
+
+shape_data::~shape_data() = default;
 
 #ifdef MASQUANT_BENCH_HAVE_OPENBLAS
 participant openblas(shape s, index_t m, int threads) {
@@ -367,6 +501,7 @@ participant memory(shape s, int threads, bool copy) {
 std::vector<participant> participants(shape s, index_t m, int threads, bool fp32_peers) {
   std::vector<participant> out;
 #ifdef MASQUANT_BENCH_HAVE_DNNL
+  out.push_back(dnnl_matmul(s, m, threads));
   out.push_back(dnnl(s, m, threads, false));
   out.push_back(dnnl(s, m, threads, true));
 #endif
@@ -516,8 +651,12 @@ void run_paired(benchmark::State& state, shape s, index_t m, int threads, bool f
 
 // --- registration and summary -------------------------------------------------------------------
 
-const shape shapes[] = {{2048, 2048}, {2048, 11008}, {11008, 2048}, {3584, 3584}};
-const index_t ms[] = {1, 16, 128, 512, 2048};
+// A 7B decoder's projections (Llama-2 2048-wide slices, Qwen2.5-7B: GQA k/v N = 512, MLP up and
+// the long-K down projection) and a vision tower's MLP (1280 <-> 5120).
+const shape shapes[] = {{2048, 2048},  {2048, 11008}, {11008, 2048}, {3584, 3584}, {3584, 512},
+                        {3584, 18944}, {18944, 3584}, {1280, 5120},  {5120, 1280}};
+// Decode, small and medium batches, prompts and image-token prefills.
+const index_t ms[] = {1, 7, 16, 77, 128, 300, 512, 1500, 2048};
 const int thread_counts[] = {1, 2};
 
 std::string name(shape s, index_t m, int threads, const std::string& who) {
@@ -543,7 +682,7 @@ void register_all(bool paired, bool fp32_peers) {
         const std::vector<std::string> names = [&] {
           std::vector<std::string> out;
 #ifdef MASQUANT_BENCH_HAVE_DNNL
-          out.insert(out.end(), {"dnnl_raw", "dnnl"});
+          out.insert(out.end(), {"dnnl_matmul", "dnnl_raw", "dnnl"});
 #endif
 #ifdef MASQUANT_BENCH_HAVE_OPENBLAS
           if (fp32_peers) out.emplace_back("openblas");
@@ -562,14 +701,19 @@ void register_all(bool paired, bool fp32_peers) {
   }
 }
 
-// One row per (shape, M, threads): masquant's int8 GOPS and the ratios, from `table`.
+double peak_gops = 0.0;  // one core's multiply peak for masquant's family, measured in main
+
+// One row per (shape, M, threads): masquant's int8 GOPS, its fraction of the measured peak of
+// the cores it ran on, and the ratios, from `table`.
 void print_summary(const std::map<key, times>& table, const char* title) {
   if (table.empty()) return;
   std::printf("\n%s\n", title);
   std::printf(
-      "\n| K x N | M | threads | ours int8 GOPS | vs dnnl | vs dnnl raw | int32 out vs dnnl raw |"
-      " int4 vs int8 | vs openblas | vs eigen | int8 weight GB/s | of copy bw | of read bw |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "\n| K x N | M | threads | ours int8 GOPS | of peak | vs dnnl matmul | vs dnnl | vs dnnl raw "
+      "|"
+      " int32 out vs dnnl raw | int4 vs int8 | vs openblas | vs eigen | int8 weight GB/s |"
+      " of copy bw | of read bw |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& entry : table) {
     const auto [k, n, m, threads] = entry.first;
     const auto& t = entry.second;
@@ -602,11 +746,16 @@ void print_summary(const std::map<key, times>& table, const char* title) {
         std::snprintf(of_read, sizeof of_read, "%.0f%%", 100.0 * get("mem_read") / ours_time);
       }
     }
-    std::printf("| %ldx%ld | %ld | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                static_cast<long>(k), static_cast<long>(n), static_cast<long>(m), threads,
-                2.0 * static_cast<double>(m * n * k) / ours_time * 1e-9, ratio("dnnl").c_str(),
-                ratio("dnnl_raw").c_str(), int32_ratio, int4_ratio, ratio("openblas").c_str(),
-                ratio("eigen").c_str(), gbps, of_copy, of_read);
+    const double gops = 2.0 * static_cast<double>(m * n * k) / ours_time * 1e-9;
+    char of_peak[32] = "-";
+    if (peak_gops > 0.0) {
+      std::snprintf(of_peak, sizeof of_peak, "%.0f%%", 100.0 * gops / (peak_gops * threads));
+    }
+    std::printf(
+        "| %ldx%ld | %ld | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+        static_cast<long>(k), static_cast<long>(n), static_cast<long>(m), threads, gops, of_peak,
+        ratio("dnnl_matmul").c_str(), ratio("dnnl").c_str(), ratio("dnnl_raw").c_str(), int32_ratio,
+        int4_ratio, ratio("openblas").c_str(), ratio("eigen").c_str(), gbps, of_copy, of_read);
   }
 }
 
@@ -640,9 +789,18 @@ int main(int argc, char** argv) {
                    var);
     }
   }
-  std::printf("CPU: %s; masquant int8_gemm family: %s; mode: %s\n", masquant::cpu_name().c_str(),
-              masquant::to_string(masquant::isa_of(masquant::hot_path::int8_gemm, ours_isa)),
-              paired ? "paired" : "separate");
+  const masquant::isa_family family = masquant::isa_of(masquant::hot_path::int8_gemm, ours_isa);
+  peak_gops = masquant::bench::measured_peak_gops(family);
+  std::printf(
+      "CPU: %s; masquant int8_gemm family: %s; mode: %s\n"
+      "measured peak of one core: %.1f GOPS (%s, 2 ops per multiply-add)\n",
+      masquant::bench::cpu_model().c_str(), masquant::to_string(family),
+      paired ? "paired" : "separate", peak_gops, masquant::bench::peak_instruction(family));
+#ifdef MASQUANT_BENCH_HAVE_DNNL
+  std::printf("oneDNN's int8 GEMM on this CPU: %s\n", dnnl_is_exact() ? "exact" : "saturates");
+#endif
+  masquant::bench::add_cpu_context();
+  benchmark::AddCustomContext("peak_gops_per_core", std::to_string(peak_gops));
   register_all(paired, fp32_peers);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

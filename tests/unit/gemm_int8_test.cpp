@@ -348,6 +348,29 @@ BOOST_AUTO_TEST_CASE(results_are_bitwise_identical_for_any_thread_count,
   }
 }
 
+BOOST_AUTO_TEST_CASE(small_problems_stay_on_the_calling_thread,
+                     *boost::unit_test::label("threads")) {
+  // The thread rule (docs/gemm.md): a problem one core finishes in microseconds is not handed to
+  // opt.parallel, whose wake-up would cost more than the split saves; a large one is, whatever
+  // the family. Counted through a host loop that records its calls.
+  const random_linear small(1, 128, 512, 61);     // decode, 64 KiB of weights: 2 tasks
+  const random_linear large(64, 2048, 1024, 71);  // 134M multiply-adds: 4 tasks
+  for (gemm_isa isa : available_gemm_isas()) {
+    int calls = 0;
+    gemm_options opt;
+    opt.isa = isa;
+    opt.parallel = [&calls](index_t count, const std::function<void(index_t)>& task) {
+      ++calls;
+      for (index_t i = 0; i < count; ++i) task(i);
+    };
+    matrix<float> c_small(1, 512), c_large(64, 1024);
+    int8_gemm(small.a.cview(), small.as, small.packed, c_small.view(), opt);
+    BOOST_TEST(calls == 0, "isa=" << isa << ": a 64K multiply-add decode was split");
+    int8_gemm(large.a.cview(), large.as, large.packed, c_large.view(), opt);
+    BOOST_TEST(calls == 1, "isa=" << isa << ": a 134M multiply-add GEMM ran on one thread");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(large_aligned_outputs_streamed_past_the_caches) {
   // An output of >= 16 MiB whose rows are whole aligned lines is written with non-temporal
   // stores where the kernel has them: it must hold the values of ordinary stores bit for bit

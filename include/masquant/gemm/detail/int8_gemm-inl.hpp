@@ -209,11 +209,23 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   }
 }
 
+/// Whether one thread is estimated to finish p sooner than several: when its time alone —
+/// streaming the weights or multiplying, whichever is longer — is below serial_below_seconds,
+/// waking the pool's threads and joining them costs more than the split saves.
+template <class Kernel>
+bool one_thread_is_faster(const problem& p) noexcept {
+  const double macs =
+      static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k);
+  const double bytes = static_cast<double>(p.blocks) * static_cast<double>(p.block_bytes);
+  return std::max(macs / Kernel::macs_per_second, bytes / stream_bytes_per_second) <
+         serial_below_seconds;
+}
+
 template <class Kernel>
 void run(const problem& p, const parallel_for_fn& parallel) {
   const blocking bl = plan<Kernel>(p);
   const index_t tasks = bl.m_tasks * bl.n_tasks;
-  if (!parallel || tasks <= 1) {
+  if (!parallel || tasks <= 1 || one_thread_is_faster<Kernel>(p)) {
     for (index_t t = 0; t < tasks; ++t) run_task<Kernel>(p, bl, t);
     return;
   }

@@ -11,8 +11,9 @@
 struct avx2_kernel {
   static constexpr index_t tile_cols = 8;
   static constexpr int max_rows = 4;
-  static constexpr bool streams_output = false;  // ignores tile_args::stream
-  static constexpr int row_blocks = 1;           // run_row: one whole column block per call
+  static constexpr bool streams_output = false;      // ignores tile_args::stream
+  static constexpr int row_blocks = 1;               // run_row: one whole column block per call
+  static constexpr double macs_per_second = 5.5e10;  // one Zen 4 core (117 GOPS; Zen 3: 60)
 
   static void run(int rows, bool int4, const tile_args& t) noexcept {
     switch (rows) {

@@ -66,6 +66,14 @@ inline constexpr index_t workspace_cols = 64;       // widest tile
 // pushes activations out of L2 (~1% of the GEMM at M = 2048 on 2048 x 11008). Smaller outputs
 // stay in cache for the layer that reads them next.
 inline constexpr index_t stream_output_bytes = index_t{16} << 20;
+// The thread rule (int8_gemm-inl.hpp, one_thread_is_faster): a problem one core finishes in less
+// than 20 us runs on the calling thread. Waking a sleeping pool and joining it costs 7-20 us
+// (futex wake-up of an idle core; 7 us median on Zen 3, ~12 us on Zen 5), so two threads are
+// slower than one below about twice that. One core's weight stream is taken at a fast 64 GB/s
+// (weights in L3, or a Zen 5 core from DRAM): a slower memory makes such a call take longer,
+// which the rule then leaves on one thread at some cost, never at more than the wake-up.
+inline constexpr double serial_below_seconds = 20e-6;
+inline constexpr double stream_bytes_per_second = 64e9;
 
 struct blocking {
   index_t mc = 0, m_tasks = 0;  // rows per task, tasks along M
