@@ -3,12 +3,13 @@
 // same run as the GEMM it judges (the peak differs by CPU: Zen 4 splits 512-bit vpdpbusd in two,
 // Zen 5 does not).
 //
-// Ten independent accumulator chains hide the instruction's latency; operands stay in
-// registers. Ops count 2 per multiply-add, the convention of the GEMM's GOPS:
+// Ten independent destinations per iteration (accumulating chains for vpdpbusd) keep the
+// instruction's pipes full; operands stay in registers. Ops count 2 per multiply-add, the
+// convention of the GEMM's GOPS:
 //   avx512:   vpdpbusd zmm, 64 u8 x s8 multiply-adds
 //   avx_vnni: vpdpbusd ymm, 32 (VEX encoding when the CPU has AVX-VNNI, else EVEX)
-//   avx2:     vpmaddwd ymm, 16 int16 multiply-adds (the exact AVX2 kernel's product; its
-//             accumulating vpaddd runs on other ports)
+//   avx2:     vpmaddwd ymm, 16 int16 multiply-adds (the exact AVX2 kernel's product; the vpaddd
+//             that accumulates it is not counted)
 #pragma once
 
 #include <chrono>
@@ -20,8 +21,8 @@ namespace masquant::bench {
 namespace detail {
 
 constexpr std::int64_t peak_iters = std::int64_t{1} << 22;
-// Ten independent chains: more than latency x throughput of each instruction (e.g. 3 cycles x 2
-// per cycle for vpmaddwd, 5 x 1 for vpdpbusd zmm).
+// Ten independent destinations: more than latency x throughput of each instruction (3-5 cycles
+// x 1-2 per cycle on the CPUs seen).
 constexpr int chains = 10;
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
