@@ -3,12 +3,13 @@
 // same run as the GEMM it judges (the peak differs by CPU: Zen 4 splits 512-bit vpdpbusd in two,
 // Zen 5 does not).
 //
-// Ten independent accumulator chains hide the instruction's latency; operands stay in
-// registers. Ops count 2 per multiply-add, the convention of the GEMM's GOPS:
+// Ten independent destinations per iteration (accumulating chains for vpdpbusd) keep the
+// instruction's pipes full; operands stay in registers. Ops count 2 per multiply-add, the
+// convention of the GEMM's GOPS:
 //   avx512:   vpdpbusd zmm, 64 u8 x s8 multiply-adds
 //   avx_vnni: vpdpbusd ymm, 32 (VEX encoding when the CPU has AVX-VNNI, else EVEX)
-//   avx2:     vpmaddwd ymm, 16 int16 multiply-adds (the exact AVX2 kernel's product; its
-//             accumulating vpaddd runs on other ports)
+//   avx2:     vpmaddwd ymm, 16 int16 multiply-adds (the exact AVX2 kernel's product; the vpaddd
+//             that accumulates it is not counted)
 #pragma once
 
 #include <chrono>
@@ -20,8 +21,8 @@ namespace masquant::bench {
 namespace detail {
 
 constexpr std::int64_t peak_iters = std::int64_t{1} << 22;
-// Ten independent chains: more than latency x throughput of each instruction (e.g. 3 cycles x 2
-// per cycle for vpmaddwd, 5 x 1 for vpdpbusd zmm).
+// Ten independent destinations: more than latency x throughput of each instruction (3-5 cycles
+// x 1-2 per cycle on the CPUs seen).
 constexpr int chains = 10;
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -121,16 +122,16 @@ inline double peak_ymm_evex() {
       "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"
       "vmovdqa %%xmm14, %%xmm15\n\t"
       "1:\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm0\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm1\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm2\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm3\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm4\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm5\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm6\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm7\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm8\n\t"
-      "{evex} vpdpbusd %%ymm15, %%ymm14, %%ymm9\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm0\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm1\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm2\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm3\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm4\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm5\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm6\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm7\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm8\n\t"
+      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm9\n\t"
       "dec %0\n\t"
       "jnz 1b\n\t"
       : "+r"(n)
@@ -157,16 +158,16 @@ inline double peak_ymm_vex() {
       "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"
       "vmovdqa %%xmm14, %%xmm15\n\t"
       "1:\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm0\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm1\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm2\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm3\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm4\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm5\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm6\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm7\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm8\n\t"
-      "{vex} vpdpbusd %%ymm15, %%ymm14, %%ymm9\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm0\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm1\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm2\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm3\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm4\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm5\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm6\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm7\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm8\n\t"
+      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm9\n\t"
       "dec %0\n\t"
       "jnz 1b\n\t"
       : "+r"(n)
