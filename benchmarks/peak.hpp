@@ -32,150 +32,57 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 // The loops are written in assembly: compilers merge, spill or hoist intrinsic chains whose
 // operands never change, and then time something else. Each is run only on a CPU that has its
 // instruction (measured_peak_gops is called for an available family). The registers are zeroed
-// through xmm (VEX zeroes the upper lanes).
+// through xmm (VEX zeroes the upper lanes); `.irp` writes the line once per destination 0-9.
+#define MASQUANT_PEAK_LOOP(instruction, reg, n)                                                  \
+  __asm__ volatile(                                                                              \
+      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"                                                         \
+      ".irp i,1,2,3,4,5,6,7,8,9\n\tvmovdqa %%xmm0, %%xmm\\i\n\t.endr\n\t"                        \
+      "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"                                                   \
+      "vmovdqa %%xmm14, %%xmm15\n\t"                                                             \
+      "1:\n\t"                                                                                   \
+      ".irp i,0,1,2,3,4,5,6,7,8,9\n\t" instruction " %%" reg "15, %%" reg "14, %%" reg           \
+      "\\i\n\t.endr\n\t"                                                                         \
+      "dec %0\n\t"                                                                               \
+      "jnz 1b\n\t"                                                                               \
+      : "+r"(n)                                                                                  \
+      :                                                                                          \
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm14", \
+        "xmm15", "cc")
+
+/// GOPS of `chains * peak_iters` instructions of `ops` operations each, started at t0.
+inline double gops(double ops, std::chrono::steady_clock::time_point t0) {
+  return ops * chains * static_cast<double>(peak_iters) / seconds_since(t0) * 1e-9;
+}
+
 inline double peak_avx2() {
   std::int64_t n = peak_iters;
   const auto t0 = std::chrono::steady_clock::now();
-  __asm__ volatile(
-      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
-      "vmovdqa %%xmm0, %%xmm1\n\t"
-      "vmovdqa %%xmm0, %%xmm2\n\t"
-      "vmovdqa %%xmm0, %%xmm3\n\t"
-      "vmovdqa %%xmm0, %%xmm4\n\t"
-      "vmovdqa %%xmm0, %%xmm5\n\t"
-      "vmovdqa %%xmm0, %%xmm6\n\t"
-      "vmovdqa %%xmm0, %%xmm7\n\t"
-      "vmovdqa %%xmm0, %%xmm8\n\t"
-      "vmovdqa %%xmm0, %%xmm9\n\t"
-      "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"
-      "vmovdqa %%xmm14, %%xmm15\n\t"
-      "1:\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm0\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm1\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm2\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm3\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm4\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm5\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm6\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm7\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm8\n\t"
-      "vpmaddwd %%ymm15, %%ymm14, %%ymm9\n\t"
-      "dec %0\n\t"
-      "jnz 1b\n\t"
-      : "+r"(n)
-      :
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm14",
-        "xmm15", "cc");
-  return 32.0 * chains * static_cast<double>(peak_iters) / seconds_since(t0) * 1e-9;
+  MASQUANT_PEAK_LOOP("vpmaddwd", "ymm", n);
+  return gops(32.0, t0);
 }
 
 inline double peak_avx512() {
   std::int64_t n = peak_iters;
   const auto t0 = std::chrono::steady_clock::now();
-  __asm__ volatile(
-      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
-      "vmovdqa %%xmm0, %%xmm1\n\t"
-      "vmovdqa %%xmm0, %%xmm2\n\t"
-      "vmovdqa %%xmm0, %%xmm3\n\t"
-      "vmovdqa %%xmm0, %%xmm4\n\t"
-      "vmovdqa %%xmm0, %%xmm5\n\t"
-      "vmovdqa %%xmm0, %%xmm6\n\t"
-      "vmovdqa %%xmm0, %%xmm7\n\t"
-      "vmovdqa %%xmm0, %%xmm8\n\t"
-      "vmovdqa %%xmm0, %%xmm9\n\t"
-      "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"
-      "vmovdqa %%xmm14, %%xmm15\n\t"
-      "1:\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm0\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm1\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm2\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm3\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm4\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm5\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm6\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm7\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm8\n\t"
-      "vpdpbusd %%zmm15, %%zmm14, %%zmm9\n\t"
-      "dec %0\n\t"
-      "jnz 1b\n\t"
-      : "+r"(n)
-      :
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm14",
-        "xmm15", "cc");
-  return 128.0 * chains * static_cast<double>(peak_iters) / seconds_since(t0) * 1e-9;
+  MASQUANT_PEAK_LOOP("vpdpbusd", "zmm", n);
+  return gops(128.0, t0);
 }
 
 inline double peak_ymm_evex() {
   std::int64_t n = peak_iters;
   const auto t0 = std::chrono::steady_clock::now();
-  __asm__ volatile(
-      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
-      "vmovdqa %%xmm0, %%xmm1\n\t"
-      "vmovdqa %%xmm0, %%xmm2\n\t"
-      "vmovdqa %%xmm0, %%xmm3\n\t"
-      "vmovdqa %%xmm0, %%xmm4\n\t"
-      "vmovdqa %%xmm0, %%xmm5\n\t"
-      "vmovdqa %%xmm0, %%xmm6\n\t"
-      "vmovdqa %%xmm0, %%xmm7\n\t"
-      "vmovdqa %%xmm0, %%xmm8\n\t"
-      "vmovdqa %%xmm0, %%xmm9\n\t"
-      "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"
-      "vmovdqa %%xmm14, %%xmm15\n\t"
-      "1:\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm0\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm1\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm2\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm3\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm4\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm5\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm6\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm7\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm8\n\t"
-      "%{evex%} vpdpbusd %%ymm15, %%ymm14, %%ymm9\n\t"
-      "dec %0\n\t"
-      "jnz 1b\n\t"
-      : "+r"(n)
-      :
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm14",
-        "xmm15", "cc");
-  return 64.0 * chains * static_cast<double>(peak_iters) / seconds_since(t0) * 1e-9;
+  MASQUANT_PEAK_LOOP("%{evex%} vpdpbusd", "ymm", n);
+  return gops(64.0, t0);
 }
 
 inline double peak_ymm_vex() {
   std::int64_t n = peak_iters;
   const auto t0 = std::chrono::steady_clock::now();
-  __asm__ volatile(
-      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
-      "vmovdqa %%xmm0, %%xmm1\n\t"
-      "vmovdqa %%xmm0, %%xmm2\n\t"
-      "vmovdqa %%xmm0, %%xmm3\n\t"
-      "vmovdqa %%xmm0, %%xmm4\n\t"
-      "vmovdqa %%xmm0, %%xmm5\n\t"
-      "vmovdqa %%xmm0, %%xmm6\n\t"
-      "vmovdqa %%xmm0, %%xmm7\n\t"
-      "vmovdqa %%xmm0, %%xmm8\n\t"
-      "vmovdqa %%xmm0, %%xmm9\n\t"
-      "vpcmpeqd %%xmm14, %%xmm14, %%xmm14\n\t"
-      "vmovdqa %%xmm14, %%xmm15\n\t"
-      "1:\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm0\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm1\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm2\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm3\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm4\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm5\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm6\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm7\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm8\n\t"
-      "%{vex%} vpdpbusd %%ymm15, %%ymm14, %%ymm9\n\t"
-      "dec %0\n\t"
-      "jnz 1b\n\t"
-      : "+r"(n)
-      :
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm14",
-        "xmm15", "cc");
-  return 64.0 * chains * static_cast<double>(peak_iters) / seconds_since(t0) * 1e-9;
+  MASQUANT_PEAK_LOOP("%{vex%} vpdpbusd", "ymm", n);
+  return gops(64.0, t0);
 }
+
+#undef MASQUANT_PEAK_LOOP
 
 }  // namespace detail
 
