@@ -16,12 +16,31 @@ set(program "${WORK_DIR}/build/consumer")
 if(MODE STREQUAL "find_package" OR MODE STREQUAL "example_find_package")
   run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
   foreach(f include/masquant/masquant.hpp share/cmake/masquant/masquantConfig.cmake
-            share/cmake/masquant/masquantConfigVersion.cmake)
+            share/cmake/masquant/masquantConfigVersion.cmake share/pkgconfig/masquant.pc
+            share/pkgconfig/masquant-io.pc share/doc/masquant/LICENSE)
     if(NOT EXISTS "${WORK_DIR}/prefix/${f}")
       message(FATAL_ERROR "install did not write ${f}")
     endif()
   endforeach()
   if(MODE STREQUAL "find_package")
+    # A Make/Meson consumer: the compiler flags from pkg-config alone (the .pc files are
+    # relocatable: this prefix is not the one configured).
+    find_program(PKG_CONFIG pkg-config REQUIRED)
+    set(ENV{PKG_CONFIG_PATH} "${WORK_DIR}/prefix/share/pkgconfig")
+    foreach(package masquant masquant-io)
+      run(${PKG_CONFIG} --exists --print-errors ${package})
+    endforeach()
+    execute_process(COMMAND ${PKG_CONFIG} --cflags --libs masquant OUTPUT_VARIABLE flags
+                    OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
+    string(FIND "${flags}" "-I${WORK_DIR}/prefix/share/pkgconfig/../../include" at)
+    if(at EQUAL -1)
+      message(FATAL_ERROR "pkg-config --cflags masquant did not point into the prefix: ${flags}")
+    endif()
+    separate_arguments(flags UNIX_COMMAND "${flags}")
+    file(MAKE_DIRECTORY "${WORK_DIR}/pkg_config")
+    run(${CXX} -std=c++17 -Wall -Wextra -Werror "${consumer}/pkg_config.cpp" ${flags}
+        -o "${WORK_DIR}/pkg_config/consumer")
+    run("${WORK_DIR}/pkg_config/consumer")
     run(${CMAKE_COMMAND} -S "${consumer}/find_package" -B "${WORK_DIR}/build"
         "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_CXX_COMPILER=${CXX})
   else()
