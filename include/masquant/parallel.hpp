@@ -32,7 +32,8 @@ inline void serial_for(index_t count, const std::function<void(index_t)>& task) 
 ///
 /// Loops from several host threads are run one after another; a loop started from inside a task
 /// of the same pool runs serially on that thread (no deadlock). The first exception a task
-/// throws is rethrown to the caller after every task of the loop has finished.
+/// throws is rethrown to the caller after every task of the loop has finished (without
+/// exceptions, MASQUANT_NO_EXCEPTIONS, an error aborts where it happens).
 ///
 /// After a loop, workers poll for the next one for `spin` before they sleep, and the caller polls
 /// for the workers' end as long before it sleeps: an engine calls layer after layer, and waking a
@@ -97,7 +98,9 @@ class thread_pool {
       done_.wait(lock, all_done);
       task_ = nullptr;
     }
+#ifndef MASQUANT_NO_EXCEPTIONS
     if (error_) std::rethrow_exception(error_);
+#endif
   }
 
   /// This pool as a parallel_for_fn (the pool must outlive the function).
@@ -119,12 +122,16 @@ class thread_pool {
     for (;;) {
       const index_t i = next_.fetch_add(1, std::memory_order_relaxed);
       if (i >= count_) break;
+#ifdef MASQUANT_NO_EXCEPTIONS
+      (*task_)(i);  // an error inside aborts (error.hpp)
+#else
       try {
         (*task_)(i);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!error_) error_ = std::current_exception();
       }
+#endif
       if (finished_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();

@@ -1,5 +1,5 @@
 # Builds and runs one consumer project (cmake -P): MODE is find_package, add_subdirectory,
-# vendored, or example_find_package (examples/find_package against the installed package, with
+# vendored, no_exceptions, or example_find_package (examples/find_package against the installed package, with
 # the io component); SOURCE_DIR is masquant's source tree, BUILD_DIR the tree to install from,
 # WORK_DIR a scratch directory, CXX the compiler, EIGEN_INCLUDE Eigen's include folder.
 file(REMOVE_RECURSE "${WORK_DIR}")
@@ -54,9 +54,25 @@ elseif(MODE STREQUAL "add_subdirectory")
 elseif(MODE STREQUAL "vendored")
   # Plain -I of the include folder, no CMake package at all.
   file(MAKE_DIRECTORY "${WORK_DIR}/build")
-  # -O2: the optimiser's warnings (GCC's -Wmaybe-uninitialized in AVX-512 intrinsics) too.
-  run(${CXX} -std=c++17 -O2 -Wall -Wextra -Wpedantic -Werror -I "${SOURCE_DIR}/include"
+  # -O2: the optimiser's warnings (GCC's -Wmaybe-uninitialized in AVX-512 intrinsics) too; the
+  # conversion and shadowing warnings of strict engines as well (headers included with -I, not
+  # as system headers).
+  run(${CXX} -std=c++17 -O2 -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow
+      -Werror -I "${SOURCE_DIR}/include"
       -isystem "${EIGEN_INCLUDE}" "${consumer}/consumer.cpp" -o "${WORK_DIR}/build/consumer")
+elseif(MODE STREQUAL "no_exceptions")
+  # An engine built with -fno-exceptions: the runtime half compiles, runs, and reports a bad call
+  # through its MASQUANT_ERROR_HANDLER before aborting.
+  file(MAKE_DIRECTORY "${WORK_DIR}/build")
+  run(${CXX} -std=c++17 -O2 -fno-exceptions -pthread -Wall -Wextra -Wpedantic -Werror
+      -I "${SOURCE_DIR}/include" -isystem "${EIGEN_INCLUDE}" "${consumer}/no_exceptions.cpp"
+      -o "${WORK_DIR}/build/consumer")
+  run("${WORK_DIR}/build/consumer")
+  execute_process(COMMAND "${WORK_DIR}/build/consumer" bad RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "engine handler: code [0-9]+: quantized_linear::forward: y is 5x79, expected 5x80")
+    message(FATAL_ERROR "the bad call did not reach the error handler (${rc}):\n${err}")
+  endif()
+  return()
 else()
   message(FATAL_ERROR "unknown MODE ${MODE}")
 endif()
