@@ -1,9 +1,6 @@
 // parallel.hpp: the parallel-for interface masquant's kernels take, and a small default pool.
 #pragma once
 
-#include <masquant/config.hpp>
-#include <masquant/error.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,6 +8,8 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <masquant/config.hpp>
+#include <masquant/error.hpp>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -21,7 +20,8 @@ namespace masquant {
 /// possibly concurrently, and returns when all calls have finished. Hosts plug in their own pool
 /// (an engine's threads, OpenMP, TBB); masquant splits work so that results never depend on
 /// how many threads run the tasks.
-using parallel_for_fn = std::function<void(index_t count, const std::function<void(index_t)>& task)>;
+using parallel_for_fn =
+    std::function<void(index_t count, const std::function<void(index_t)>& task)>;
 
 /// Runs every task on the calling thread, in order.
 inline void serial_for(index_t count, const std::function<void(index_t)>& task) {
@@ -154,6 +154,9 @@ class thread_pool {
 #endif
       }
       if (std::chrono::steady_clock::now() >= end) return ready();
+      // A thread of another process waiting for this core runs now rather than after the spin
+      // (oversubscribed hosts, parallel test runs); on an idle core this returns at once.
+      std::this_thread::yield();
     }
   }
 
@@ -194,7 +197,7 @@ class thread_pool {
   std::exception_ptr error_;
   std::atomic<std::uint64_t> generation_{0};  // written under mutex_, polled without it
   std::atomic<int> busy_{0};                  // workers inside run_tasks; written under mutex_
-  std::atomic<bool> stop_{false};  // written under mutex_, polled without it
+  std::atomic<bool> stop_{false};             // written under mutex_, polled without it
   std::chrono::microseconds spin_;
 };
 

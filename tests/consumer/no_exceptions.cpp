@@ -9,10 +9,9 @@ static void report(int code, const std::string& message) {
 }
 #define MASQUANT_ERROR_HANDLER(code, message) report(static_cast<int>(code), message)
 
+#include <cmath>
 #include <masquant/layer/quantized_linear.hpp>
 #include <masquant/parallel.hpp>
-
-#include <cmath>
 #include <vector>
 
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS)

@@ -1,10 +1,9 @@
 // Built with nothing but `pkg-config --cflags --libs masquant` (tests/consumer/run.cmake): the
 // installed headers and Eigen come from the .pc files alone.
+#include <cstdio>
 #include <masquant/parallel.hpp>
 #include <masquant/tensor/eigen.hpp>
 #include <masquant/version.hpp>
-
-#include <cstdio>
 
 int main() {
   masquant::row_matrix<float> m = masquant::row_matrix<float>::Constant(2, 3, 1.5f);

@@ -485,7 +485,8 @@ BOOST_AUTO_TEST_CASE(orthonormalize_spans_y_on_any_pool) {
   const index_t rows = 2500, k = 40;  // three row blocks, the last partial
   Eigen::MatrixXd well = gaussian(rows, k, 140);
   Eigen::MatrixXd ill = well;
-  for (index_t j = 0; j < k; ++j) ill.col(j) *= std::pow(10.0, -9.0 * static_cast<double>(j) / (k - 1));
+  for (index_t j = 0; j < k; ++j)
+    ill.col(j) *= std::pow(10.0, -9.0 * static_cast<double>(j) / (k - 1));
   Eigen::MatrixXd deficient = well;
   deficient.col(7) = deficient.col(3);
   deficient.col(k - 1).setZero();
@@ -534,8 +535,11 @@ BOOST_AUTO_TEST_CASE(delta_weight_of_levels_is_exact_on_any_pool) {
     for (index_t o = 0; o < d_out; ++o)
       for (index_t i = 0; i < d_in; ++i) {
         const double shared = static_cast<double>(levels(o, i)) * static_cast<double>(scales[o]);
-        exact = exact && smoothed(o, i) == static_cast<double>(w(o, i)) * static_cast<double>(s[i]) - shared &&
-                quantized(o, i) == static_cast<double>(target(o, i)) * static_cast<double>(target_scales[o]) - shared;
+        exact =
+            exact &&
+            smoothed(o, i) == static_cast<double>(w(o, i)) * static_cast<double>(s[i]) - shared &&
+            quantized(o, i) ==
+                static_cast<double>(target(o, i)) * static_cast<double>(target_scales[o]) - shared;
       }
     BOOST_TEST(exact);
   }

@@ -1,10 +1,9 @@
 // Tests of parallel.hpp: every index runs once, exceptions propagate, nesting does not deadlock,
 // workers take part whether they are polling or asleep when a loop starts.
-#include <masquant/parallel.hpp>
-
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
+#include <masquant/parallel.hpp>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -36,7 +35,7 @@ BOOST_AUTO_TEST_CASE(exception_reaches_caller) {
                                         if (i == 37) throw std::runtime_error("task 37");
                                       }),
                     std::runtime_error);
-  BOOST_TEST(ran.load() == 100);  // the loop still finishes
+  BOOST_TEST(ran.load() == 100);                  // the loop still finishes
   pool.parallel_for(4, [&](index_t) { ++ran; });  // and the pool is usable afterwards
   BOOST_TEST(ran.load() == 104);
 }
@@ -79,7 +78,7 @@ BOOST_AUTO_TEST_CASE(workers_join_from_polling_and_from_sleep) {
       const auto start = std::chrono::steady_clock::now();
       std::optional<thread_pool> pool_storage(std::in_place, 2, spin);
       thread_pool& pool = *pool_storage;
-      for (int rep = 0; rep < 50; ++rep) two_tasks_meet(pool);  // back to back: still polling
+      for (int rep = 0; rep < 50; ++rep) two_tasks_meet(pool);    // back to back: still polling
       std::this_thread::sleep_for(std::chrono::milliseconds(2));  // past a short spin: asleep
       two_tasks_meet(pool);
       std::atomic<int> total{0};

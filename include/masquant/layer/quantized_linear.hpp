@@ -34,7 +34,8 @@
 namespace masquant {
 
 // GCC before 13 reports a scoped enumerator named like a type of the namespace (bfloat16) as
-// shadowing it under -Wshadow; it shadows nothing, being reachable only as lowrank_storage::bfloat16.
+// shadowing it under -Wshadow; it shadows nothing, being reachable only as
+// lowrank_storage::bfloat16.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wshadow"

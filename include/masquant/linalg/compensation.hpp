@@ -11,13 +11,13 @@
 #include <limits>
 #include <masquant/config.hpp>
 #include <masquant/detail/finite.hpp>
+#include <masquant/detail/huge_pages.hpp>
 #include <masquant/enum_names.hpp>
 #include <masquant/error.hpp>
 #include <masquant/linalg/detail/checks.hpp>
 #include <masquant/linalg/detail/randomized.hpp>
 #include <masquant/linalg/rank_policy.hpp>
 #include <masquant/linalg/whitening.hpp>
-#include <masquant/detail/huge_pages.hpp>
 #include <masquant/parallel.hpp>
 #include <masquant/tensor/view.hpp>
 #include <optional>

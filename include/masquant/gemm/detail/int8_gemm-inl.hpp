@@ -4,8 +4,8 @@
 //
 // Work is split into tasks of up to 264 rows x 256 columns (4 column blocks; fewer when that
 // would make fewer than 16 tasks), each over the whole K, so every output element is computed by
-// one task in one fixed order: results do not depend on how many threads run the tasks. Tasks are numbered column-range first, so consecutive tasks
-// share their rows of activations.
+// one task in one fixed order: results do not depend on how many threads run the tasks. Tasks are
+// numbered column-range first, so consecutive tasks share their rows of activations.
 //
 // Inside a task, per column tile, the micro-kernel sweeps the row tiles of the task over all of
 // K: the weight panel of the tile (64 x K bytes, streamed from memory once per task) stays in L2

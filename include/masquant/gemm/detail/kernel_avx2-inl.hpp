@@ -168,7 +168,8 @@ struct avx2_kernel {
   }
 
   template <int R>
-  static inline __attribute__((always_inline)) void step4(__m256i (&acc)[std::size_t{R}], const std::uint8_t* b,
+  static inline __attribute__((always_inline)) void step4(__m256i (&acc)[std::size_t{R}],
+                                                          const std::uint8_t* b,
                                                           const std::int32_t* lo,
                                                           const std::int32_t* hi) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0F);

@@ -153,7 +153,8 @@ struct avx512_vnni_kernel {
   }
 
   template <int R>
-  static inline __attribute__((always_inline)) void madd(__m512i (&acc)[std::size_t{R}][4], const __m512i* w,
+  static inline __attribute__((always_inline)) void madd(__m512i (&acc)[std::size_t{R}][4],
+                                                         const __m512i* w,
                                                          const std::int32_t* x) noexcept {
 #pragma GCC unroll 8
     for (index_t r = 0; r < R; ++r) {

@@ -62,8 +62,8 @@ inline constexpr index_t task_blocks = 4;           // 64-column blocks per task
 // Fewer blocks per task when a problem would have fewer tasks than this: tasks are handed out
 // one at a time, and 5 equal tasks on 2 threads leave one idle for a fifth of the call.
 inline constexpr index_t tasks_min = 16;
-inline constexpr index_t kc_max = 12288;            // K above which it is split into blocks
-inline constexpr index_t workspace_cols = 64;       // widest tile
+inline constexpr index_t kc_max = 12288;       // K above which it is split into blocks
+inline constexpr index_t workspace_cols = 64;  // widest tile
 // Outputs of at least this size are stored past the caches (non-temporal) when their rows are
 // whole aligned lines: each line of C is written once, and reading it for ownership first also
 // pushes activations out of L2 (~1% of the GEMM at M = 2048 on 2048 x 11008). Smaller outputs

@@ -50,8 +50,8 @@ void check_finite(const char* op, const char* name, const Eigen::MatrixBase<Deri
 /// diagonal and |c_ij| <= sqrt(c_ii c_jj) (the 2x2 minors of a PSD matrix). The tolerance 1e-6
 /// relative to sqrt(c_ii c_jj) admits any rounding of an accumulated Gram but rejects a matrix
 /// with only one triangle filled. Throws errc::shape_mismatch, non_finite or invalid_argument.
-inline void check_gram(const Eigen::Ref<const Eigen::MatrixXd>& c, const char* op,
-                       const char* name, const parallel_for_fn& parallel = {}) {
+inline void check_gram(const Eigen::Ref<const Eigen::MatrixXd>& c, const char* op, const char* name,
+                       const parallel_for_fn& parallel = {}) {
   MASQUANT_CHECK(c.rows() == c.cols() && c.rows() > 0, errc::shape_mismatch, op, ": ", name, " is ",
                  c.rows(), "x", c.cols(), " (a Gram matrix is square and non-empty)");
   const index_t d = c.rows();
