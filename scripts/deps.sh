@@ -3,7 +3,8 @@
 set -euo pipefail
 # python3-*, pybind11-dev: the Python module and its tests (python3-torch: masquant.torch's).
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config requires OpenCL, a mere Recommends of libdnnl-dev.
-pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev clang-tidy valgrind libeigen3-dev
+# pkg-config: the installed package's .pc files are tested.
+pkgs=(cmake ninja-build pkg-config g++ clang libclang-rt-14-dev clang-tidy valgrind libeigen3-dev
       libboost-test-dev nlohmann-json3-dev libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev
       libopenblas-dev python3-numpy python3-dev python3-pybind11 pybind11-dev python3-torch)
 missing=()

@@ -478,4 +478,71 @@ BOOST_AUTO_TEST_CASE(delta_weight_is_the_smoothed_minus_shared_weight) {
       std::string::npos);
 }
 
+// orthonormalize() (the subspace iteration's re-orthonormalization): QᵀQ = I and Q spans Y, for
+// a well-conditioned Y (CholeskyQR2), an ill-conditioned and a rank-deficient one (Householder),
+// with the same bits on one thread and on a pool.
+BOOST_AUTO_TEST_CASE(orthonormalize_spans_y_on_any_pool) {
+  const index_t rows = 2500, k = 40;  // three row blocks, the last partial
+  Eigen::MatrixXd well = gaussian(rows, k, 140);
+  Eigen::MatrixXd ill = well;
+  for (index_t j = 0; j < k; ++j)
+    ill.col(j) *= std::pow(10.0, -9.0 * static_cast<double>(j) / (k - 1));
+  Eigen::MatrixXd deficient = well;
+  deficient.col(7) = deficient.col(3);
+  deficient.col(k - 1).setZero();
+  thread_pool pool(2);
+  for (const Eigen::MatrixXd* y : {&well, &ill, &deficient}) {
+    Eigen::MatrixXd q_serial, q_pool;
+    detail::orthonormalize(*y, q_serial, {});
+    detail::orthonormalize(*y, q_pool, pool.as_function());
+    BOOST_TEST((q_serial.array() == q_pool.array()).all());
+    const double orthogonality =
+        (q_serial.transpose() * q_serial - Eigen::MatrixXd::Identity(k, k)).cwiseAbs().maxCoeff();
+    BOOST_TEST(orthogonality < 1e-12);
+    const Eigen::MatrixXd outside = *y - q_serial * (q_serial.transpose() * *y);
+    BOOST_TEST(outside.norm() < 1e-12 * y->norm());
+  }
+}
+
+// The view overloads (int8 levels, row scales; the target float or quantized) against the
+// formula in double, serial and on a pool; d_in = 150 leaves a partial 64-column strip.
+BOOST_AUTO_TEST_CASE(delta_weight_of_levels_is_exact_on_any_pool) {
+  const index_t d_out = 70, d_in = 150;
+  const row_matrix<float> w = gaussian(d_out, d_in, 132).cast<float>();
+  row_matrix<std::int8_t> levels(d_out, d_in), target(d_out, d_in);
+  for (index_t o = 0; o < d_out; ++o)
+    for (index_t i = 0; i < d_in; ++i) {
+      levels(o, i) = static_cast<std::int8_t>((o * 31 + i * 17) % 255 - 127);
+      target(o, i) = static_cast<std::int8_t>((o * 13 + i * 7) % 201 - 100);
+    }
+  Eigen::VectorXf s(d_in), scales(d_out), target_scales(d_out);
+  for (index_t i = 0; i < d_in; ++i) s[i] = 0.25f + 0.01f * static_cast<float>(i);
+  for (index_t o = 0; o < d_out; ++o) {
+    scales[o] = 0.003f * static_cast<float>(o + 1);
+    target_scales[o] = 0.002f * static_cast<float>(o + 3);
+  }
+  const auto view = [](const auto& m) {
+    return matrix_view<const typename std::decay_t<decltype(m)>::Scalar>(view_of(m));
+  };
+  const vector_view<const float> s_view(s.data(), d_in), scale_view(scales.data(), d_out),
+      target_scale_view(target_scales.data(), d_out);
+  thread_pool pool(2);
+  for (const parallel_for_fn& parallel : {parallel_for_fn{}, pool.as_function()}) {
+    Eigen::MatrixXd smoothed, quantized;
+    delta_weight(view(w), s_view, view(levels), scale_view, smoothed, parallel);
+    delta_weight(view(target), target_scale_view, view(levels), scale_view, quantized, parallel);
+    bool exact = true;
+    for (index_t o = 0; o < d_out; ++o)
+      for (index_t i = 0; i < d_in; ++i) {
+        const double shared = static_cast<double>(levels(o, i)) * static_cast<double>(scales[o]);
+        exact =
+            exact &&
+            smoothed(o, i) == static_cast<double>(w(o, i)) * static_cast<double>(s[i]) - shared &&
+            quantized(o, i) ==
+                static_cast<double>(target(o, i)) * static_cast<double>(target_scales[o]) - shared;
+      }
+    BOOST_TEST(exact);
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

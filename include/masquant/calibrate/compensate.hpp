@@ -63,9 +63,9 @@ compensation_stage compensate(const calibration_problem& problem,
     if (config.quantized_compensation) {
       const quantized_matrix own = quantize_smoothed(problem.weight(), s, config.weight_spec());
       delta_weight(own.view(), vector_view<const float>(own.params.scales), shared.view(),
-                   shared_scales, delta);
+                   shared_scales, delta, config.parallel);
     } else {
-      delta_weight(problem.weight(), s, shared.view(), shared_scales, delta);
+      delta_weight(problem.weight(), s, shared.view(), shared_scales, delta, config.parallel);
     }
     gram = stats.accumulator(m).gram();
     smooth_gram(gram, as_eigen(s), gram);  // in place: no second d_in² matrix

@@ -10,12 +10,21 @@
 
 namespace masquant {
 
+// GCC before 13 reports a scoped enumerator named like a type of the namespace (bfloat16) as
+// shadowing it under -Wshadow; it shadows nothing, being reachable only as element_type::bfloat16.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 /// Element type of a layer's activations or outputs.
 enum class element_type : std::uint8_t {
   float32,   ///< float
   bfloat16,  ///< masquant::bfloat16
   float16,   ///< masquant::half (IEEE binary16)
 };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /// The element_type of T (float, bfloat16 or half, const or not).
 template <class T>

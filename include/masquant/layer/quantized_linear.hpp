@@ -33,11 +33,21 @@
 
 namespace masquant {
 
+// GCC before 13 reports a scoped enumerator named like a type of the namespace (bfloat16) as
+// shadowing it under -Wshadow; it shadows nothing, being reachable only as
+// lowrank_storage::bfloat16.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 /// How the low-rank factors L and R are held (chosen at construction).
 enum class lowrank_storage : std::uint8_t {
   bfloat16,  ///< rounded once to bf16 (nearest even), as the reference implementation stores them
   float32,   ///< kept exactly as given
 };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /// How the low-rank products are computed (chosen per call).
 enum class lowrank_compute : std::uint8_t {

@@ -11,6 +11,7 @@
 #include <limits>
 #include <masquant/config.hpp>
 #include <masquant/detail/finite.hpp>
+#include <masquant/detail/huge_pages.hpp>
 #include <masquant/enum_names.hpp>
 #include <masquant/error.hpp>
 #include <masquant/linalg/detail/checks.hpp>
@@ -212,8 +213,8 @@ compensation compute_compensation_impl(const Eigen::Ref<const Eigen::MatrixXd>& 
   svd.validate(op);
   whiten.validate(op);
   const index_t cap = policy.resolve(d_in, d_out);
-  detail::check_finite(op, "delta_w", delta_w);
-  detail::check_gram(gram, op, "gram");
+  detail::check_finite(op, "delta_w", delta_w, svd.parallel);
+  detail::check_gram(gram, op, "gram", svd.parallel);
 
   compensation out;
   const double mean_diag = gram.diagonal().mean();
@@ -337,18 +338,29 @@ namespace detail {
 /// out = A − B (d_out x d_in, column-major) with A(o, j) and B(o, j) read from row-major data,
 /// in 64 x 64 tiles: element by element either the reads or the writes would stride d_in or
 /// d_out elements apart. Every product in a and b is exact in double, so the one rounding is
-/// that of the difference.
+/// that of the difference. Strips of 64 columns run on `parallel` when it is set (each element
+/// is computed alone: the result does not depend on it).
 template <class A, class B>
-void tiled_difference(index_t d_out, index_t d_in, const A& a, const B& b, Eigen::MatrixXd& out) {
-  if (out.rows() != d_out || out.cols() != d_in) out.resize(d_out, d_in);
+void tiled_difference(index_t d_out, index_t d_in, const A& a, const B& b, Eigen::MatrixXd& out,
+                      const parallel_for_fn& parallel) {
+  if (out.rows() != d_out || out.cols() != d_in) {
+    out.resize(d_out, d_in);
+    advise_huge_pages(out.data(), static_cast<std::size_t>(out.size()) * sizeof(double));
+  }
   constexpr index_t tile = 64;
-  for (index_t j0 = 0; j0 < d_in; j0 += tile) {
-    const index_t j1 = std::min(d_in, j0 + tile);
+  const auto strip = [&](index_t s) {
+    const index_t j0 = s * tile, j1 = std::min(d_in, j0 + tile);
     for (index_t o0 = 0; o0 < d_out; o0 += tile) {
       const index_t o1 = std::min(d_out, o0 + tile);
       for (index_t j = j0; j < j1; ++j)
         for (index_t o = o0; o < o1; ++o) out(o, j) = a(o, j) - b(o, j);
     }
+  };
+  const index_t strips = (d_in + tile - 1) / tile;
+  if (parallel && strips > 1) {
+    parallel(strips, strip);
+  } else {
+    for (index_t s = 0; s < strips; ++s) strip(s);
   }
 }
 
@@ -388,10 +400,12 @@ inline void check_quantized_rows(const char* op, const char* what,
 /// overload on the dequantized weight.
 ///
 /// weight: [d_out, d_in]; smoothing: [d_in]; shared_levels: [d_out, d_in]; shared_scales:
-/// [d_out]. Throws errc::shape_mismatch or non_finite before writing.
+/// [d_out]. Throws errc::shape_mismatch or non_finite before writing. Runs on `parallel` when
+/// it is set (the result does not depend on it).
 inline void delta_weight(matrix_view<const float> weight, vector_view<const float> smoothing,
                          matrix_view<const std::int8_t> shared_levels,
-                         vector_view<const float> shared_scales, Eigen::MatrixXd& out) {
+                         vector_view<const float> shared_scales, Eigen::MatrixXd& out,
+                         const parallel_for_fn& parallel = {}) {
   constexpr const char* op = "delta_weight";
   const index_t d_out = weight.rows(), d_in = weight.cols();
   MASQUANT_CHECK(smoothing.size() == d_in, errc::shape_mismatch, op, ": smoothing has ",
@@ -400,7 +414,7 @@ inline void delta_weight(matrix_view<const float> weight, vector_view<const floa
   detail::check_finite(op, "weight", weight);
   detail::check_finite(op, "smoothing", smoothing);
   detail::tiled_difference(d_out, d_in, detail::smoothed_rows{weight, smoothing},
-                           detail::dequantized_rows{shared_levels, shared_scales}, out);
+                           detail::dequantized_rows{shared_levels, shared_scales}, out, parallel);
 }
 
 /// ΔW = Q − Ŵ for two weights held as integer levels and row scales (the reference's quant_cmc
@@ -408,13 +422,14 @@ inline void delta_weight(matrix_view<const float> weight, vector_view<const floa
 inline void delta_weight(matrix_view<const std::int8_t> target_levels,
                          vector_view<const float> target_scales,
                          matrix_view<const std::int8_t> shared_levels,
-                         vector_view<const float> shared_scales, Eigen::MatrixXd& out) {
+                         vector_view<const float> shared_scales, Eigen::MatrixXd& out,
+                         const parallel_for_fn& parallel = {}) {
   constexpr const char* op = "delta_weight";
   const index_t d_out = target_levels.rows(), d_in = target_levels.cols();
   detail::check_quantized_rows(op, "target weight", target_levels, target_scales, d_out, d_in);
   detail::check_quantized_rows(op, "shared weight", shared_levels, shared_scales, d_out, d_in);
   detail::tiled_difference(d_out, d_in, detail::dequantized_rows{target_levels, target_scales},
-                           detail::dequantized_rows{shared_levels, shared_scales}, out);
+                           detail::dequantized_rows{shared_levels, shared_scales}, out, parallel);
 }
 
 /// delta_weight() into a new matrix.

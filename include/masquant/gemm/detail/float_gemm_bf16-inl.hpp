@@ -14,12 +14,12 @@ inline constexpr int bf16_np = 4;
 template <int MR, int NP>
 inline void bf16_tile(const std::uint16_t* const* a, const std::uint16_t* b, index_t bstride,
                       index_t k, const tile_out& o) noexcept {
-  __m512 acc[MR][NP];
+  __m512 acc[std::size_t{MR}][std::size_t{NP}];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_setzero_ps();
   const index_t pairs = (k + 1) / 2;
   for (index_t p = 0; p < pairs; ++p) {
-    __m512i bv[NP];
+    __m512i bv[std::size_t{NP}];
     for (int j = 0; j < NP; ++j) bv[j] = _mm512_load_si512(b + j * bstride + p * 32);
     for (int r = 0; r < MR; ++r) {
       std::int32_t pair;

@@ -2,10 +2,10 @@
 // around it, and the scalar epilogue every kernel shares for partial vectors. Family source
 // (detail/isa/foreach_family.hpp), compiled per family by int8_families.hpp.
 //
-// Work is split into tasks of up to 264 rows x 256 columns (4 column blocks), each over the whole
-// K, so every output element is computed by one task in one fixed order: results do not depend on
-// how many threads run the tasks. Tasks are numbered column-range first, so consecutive tasks
-// share their rows of activations.
+// Work is split into tasks of up to 264 rows x 256 columns (4 column blocks; fewer when that
+// would make fewer than 16 tasks), each over the whole K, so every output element is computed by
+// one task in one fixed order: results do not depend on how many threads run the tasks. Tasks are
+// numbered column-range first, so consecutive tasks share their rows of activations.
 //
 // Inside a task, per column tile, the micro-kernel sweeps the row tiles of the task over all of
 // K: the weight panel of the tile (64 x K bytes, streamed from memory once per task) stays in L2
@@ -106,7 +106,13 @@ blocking plan(const problem& p) noexcept {
   const index_t rows_max = split ? task_rows_max_split : task_rows_max;
   bl.m_tasks = (p.m + rows_max - 1) / rows_max;
   bl.mc = std::min(rows_max, round_up((p.m + bl.m_tasks - 1) / bl.m_tasks, Kernel::max_rows));
-  bl.n_tasks = (p.blocks + task_blocks - 1) / task_blocks;
+  // A single row goes to run_row, which streams up to row_blocks blocks at once: keep them.
+  const index_t task_blocks_min = p.m == 1 ? std::max<index_t>(1, Kernel::row_blocks) : 1;
+  bl.task_blocks = task_blocks;
+  while (bl.task_blocks > task_blocks_min &&
+         bl.m_tasks * ((p.blocks + bl.task_blocks - 1) / bl.task_blocks) < tasks_min)
+    bl.task_blocks /= 2;
+  bl.n_tasks = (p.blocks + bl.task_blocks - 1) / bl.task_blocks;
   bl.k_blocks = split ? (p.k + kc_max - 1) / kc_max : 1;
   bl.kc = split ? round_up((p.k + bl.k_blocks - 1) / bl.k_blocks, step_k_int4) : p.k;
   const void* c = p.c != nullptr ? static_cast<const void*>(p.c) : p.c_int;  // 4-byte elements
@@ -150,8 +156,8 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   static_assert(tc <= workspace_cols && block_cols % tc == 0);
   const index_t m0 = (task / bl.n_tasks) * bl.mc;
   const index_t rows = std::min(bl.mc, p.m - m0);
-  const index_t cb0 = (task % bl.n_tasks) * task_blocks;
-  const index_t cb1 = std::min(p.blocks, cb0 + task_blocks);
+  const index_t cb0 = (task % bl.n_tasks) * bl.task_blocks;
+  const index_t cb1 = std::min(p.blocks, cb0 + bl.task_blocks);
   const index_t step_k = p.int4 ? step_k_int4 : step_k_int8;
 
   alignas(64) std::int32_t row_corr[task_rows_max];

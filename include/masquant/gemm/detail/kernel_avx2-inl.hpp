@@ -56,14 +56,14 @@ struct avx2_kernel {
   // int32 lanes per column, added at the end.
   template <int R>
   __attribute__((noinline)) static void tile8(const tile_args& t) noexcept {
-    __m256i acc[R][2];
+    __m256i acc[std::size_t{R}][2];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     const index_t steps = t.k / step_k_int8, tail = t.k % step_k_int8;
     const index_t lda = t.lda;
     // The partial step at the end of K goes first (see the AVX-512 kernel).
     if (tail != 0) {
-      std::int32_t x[R];
+      std::int32_t x[std::size_t{R}];
       for (index_t r = 0; r < R; ++r)
         x[r] = load4_partial(t.a + steps * step_k_int8 + r * lda, tail);
       step8<R>(acc, t.b + steps * step_bytes, x);
@@ -71,12 +71,12 @@ struct avx2_kernel {
     const std::int8_t* a = t.a;
     const std::uint8_t* b = t.b;
     for (index_t s = 0; s < steps; ++s, a += step_k_int8, b += step_bytes) {
-      std::int32_t x[R];
+      std::int32_t x[std::size_t{R}];
 #pragma GCC unroll 4
       for (index_t r = 0; r < R; ++r) x[r] = load4(a + r * lda);
       step8<R>(acc, b, x);
     }
-    alignas(32) std::int32_t out[R][8];
+    alignas(32) std::int32_t out[std::size_t{R}][8];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) {
       _mm256_store_si256(reinterpret_cast<__m256i*>(out[r]),
@@ -87,7 +87,7 @@ struct avx2_kernel {
 
   // One step of 4 k: the activation bytes go to int16 (a0 a1 a2 a3 repeated).
   template <int R>
-  static inline __attribute__((always_inline)) void step8(__m256i (&acc)[R][2],
+  static inline __attribute__((always_inline)) void step8(__m256i (&acc)[std::size_t{R}][2],
                                                           const std::uint8_t* b,
                                                           const std::int32_t* x) noexcept {
     const __m256i w0 = _mm256_cvtepu8_epi16(load16(b));
@@ -136,14 +136,14 @@ struct avx2_kernel {
   // vpmaddwd with ones: no widening, lanes already in column order.
   template <int R>
   __attribute__((noinline)) static void tile4(const tile_args& t) noexcept {
-    __m256i acc[R];
+    __m256i acc[std::size_t{R}];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
     const index_t steps = t.k / step_k_int4, tail = t.k % step_k_int4;
     const index_t lda = t.lda;
     if (tail != 0) {
       const std::int8_t* a = t.a + steps * step_k_int4;
-      std::int32_t lo[R], hi[R];
+      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4_partial(a + r * lda, tail);
         hi[r] = load4_partial(a + r * lda + 4, tail - 4);
@@ -153,7 +153,7 @@ struct avx2_kernel {
     const std::int8_t* a = t.a;
     const std::uint8_t* b = t.b;
     for (index_t s = 0; s < steps; ++s, a += step_k_int4, b += step_bytes) {
-      std::int32_t lo[R], hi[R];
+      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
 #pragma GCC unroll 4
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4(a + r * lda);
@@ -161,14 +161,15 @@ struct avx2_kernel {
       }
       step4<R>(acc, b, lo, hi);
     }
-    alignas(32) std::int32_t out[R][8];
+    alignas(32) std::int32_t out[std::size_t{R}][8];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) _mm256_store_si256(reinterpret_cast<__m256i*>(out[r]), acc[r]);
     finish<R>(t, out);
   }
 
   template <int R>
-  static inline __attribute__((always_inline)) void step4(__m256i (&acc)[R], const std::uint8_t* b,
+  static inline __attribute__((always_inline)) void step4(__m256i (&acc)[std::size_t{R}],
+                                                          const std::uint8_t* b,
                                                           const std::int32_t* lo,
                                                           const std::int32_t* hi) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0F);

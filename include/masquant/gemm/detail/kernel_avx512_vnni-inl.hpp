@@ -78,7 +78,7 @@ struct avx512_vnni_kernel {
   template <int R, int NB, bool Int4>
   __attribute__((noinline)) static void tile(const tile_args* t) noexcept {
     static_assert(R * NB <= 6);
-    __m512i acc[NB][R][4];
+    __m512i acc[std::size_t{NB}][std::size_t{R}][4];
 #pragma GCC unroll 4
     for (index_t j = 0; j < NB; ++j) {
 #pragma GCC unroll 8
@@ -90,13 +90,13 @@ struct avx512_vnni_kernel {
     constexpr index_t step_k = Int4 ? step_k_int4 : step_k_int8;
     const index_t steps = t[0].k / step_k, tail = t[0].k % step_k;
     const index_t lda = t[0].lda;
-    const std::uint8_t* b[NB];
+    const std::uint8_t* b[std::size_t{NB}];
     for (index_t j = 0; j < NB; ++j) b[j] = t[j].b;
     // The partial step at the end of K goes first: after the hot loop, GCC 12 would keep the
     // accumulators on the stack through the loop.
     if (tail != 0) {
       const std::int8_t* a = t[0].a + steps * step_k;
-      std::int32_t lo[R], hi[R];
+      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4_partial(a + r * lda, tail);
         hi[r] = load4_partial(a + r * lda + 4, tail - 4);
@@ -106,7 +106,7 @@ struct avx512_vnni_kernel {
     }
     const std::int8_t* a = t[0].a;
     for (index_t s = 0; s < steps; ++s, a += step_k) {
-      std::int32_t lo[R], hi[R];
+      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
 #pragma GCC unroll 8
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4(a + r * lda);
@@ -115,7 +115,7 @@ struct avx512_vnni_kernel {
 #pragma GCC unroll 4
       for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + s * step_bytes, lo, hi);
     }
-    alignas(64) std::int32_t out[NB][R][64];
+    alignas(64) std::int32_t out[std::size_t{NB}][std::size_t{R}][64];
 #pragma GCC unroll 4
     for (index_t j = 0; j < NB; ++j) {
 #pragma GCC unroll 8
@@ -131,7 +131,7 @@ struct avx512_vnni_kernel {
   // One step: 4 k of int8 weights times the activation bytes lo[r], or 8 k of int4 weights (low
   // nibbles times lo[r], high nibbles times hi[r]).
   template <int R, bool Int4>
-  static inline __attribute__((always_inline)) void step(__m512i (&acc)[R][4],
+  static inline __attribute__((always_inline)) void step(__m512i (&acc)[std::size_t{R}][4],
                                                          const std::uint8_t* b,
                                                          const std::int32_t* lo,
                                                          const std::int32_t* hi) noexcept {
@@ -153,7 +153,8 @@ struct avx512_vnni_kernel {
   }
 
   template <int R>
-  static inline __attribute__((always_inline)) void madd(__m512i (&acc)[R][4], const __m512i* w,
+  static inline __attribute__((always_inline)) void madd(__m512i (&acc)[std::size_t{R}][4],
+                                                         const __m512i* w,
                                                          const std::int32_t* x) noexcept {
 #pragma GCC unroll 8
     for (index_t r = 0; r < R; ++r) {
@@ -188,7 +189,7 @@ struct avx512_vnni_kernel {
     const auto all = static_cast<__mmask16>(0xFFFF);
     __mmask16 mask[4];
     for (index_t v = 0; v < 4; ++v) {
-      const int n = t.cols - 16 * v;
+      const int n = t.cols - 16 * static_cast<int>(v);
       mask[v] = n >= 16 ? all : static_cast<__mmask16>(n > 0 ? (1u << n) - 1u : 0u);
     }
     for (index_t r = 0; r < R; ++r) {

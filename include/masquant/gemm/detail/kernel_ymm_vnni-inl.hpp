@@ -48,7 +48,7 @@ struct ymm_vnni_kernel {
 
   template <int R, bool Int4>
   __attribute__((noinline)) static void tile(const tile_args& t) noexcept {
-    __m256i acc[R][4];
+    __m256i acc[std::size_t{R}][4];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) {
 #pragma GCC unroll 4
@@ -60,7 +60,7 @@ struct ymm_vnni_kernel {
     // The partial step at the end of K goes first (see the AVX-512 kernel).
     if (tail != 0) {
       const std::int8_t* a = t.a + steps * step_k;
-      std::int32_t lo[R], hi[R];
+      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4_partial(a + r * lda, tail);
         hi[r] = load4_partial(a + r * lda + 4, tail - 4);
@@ -70,7 +70,7 @@ struct ymm_vnni_kernel {
     const std::int8_t* a = t.a;
     const std::uint8_t* b = t.b;
     for (index_t s = 0; s < steps; ++s, a += step_k, b += step_bytes) {
-      std::int32_t lo[R], hi[R];
+      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
 #pragma GCC unroll 4
       for (index_t r = 0; r < R; ++r) {
         lo[r] = load4(a + r * lda);
@@ -78,7 +78,7 @@ struct ymm_vnni_kernel {
       }
       step<R, Int4>(acc, b, lo, hi);
     }
-    alignas(32) std::int32_t out[R][32];
+    alignas(32) std::int32_t out[std::size_t{R}][32];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) {
 #pragma GCC unroll 4
@@ -141,11 +141,11 @@ struct ymm_vnni_kernel {
   // high nibbles times hi[r]). One weight vector live at a time: 12 accumulators + 3 broadcasts
   // + 1 fit the 16 registers of AVX-VNNI.
   template <int R, bool Int4>
-  static inline __attribute__((always_inline)) void step(__m256i (&acc)[R][4],
+  static inline __attribute__((always_inline)) void step(__m256i (&acc)[std::size_t{R}][4],
                                                          const std::uint8_t* b,
                                                          const std::int32_t* lo,
                                                          const std::int32_t* hi) noexcept {
-    __m256i x[R];
+    __m256i x[std::size_t{R}];
 #pragma GCC unroll 4
     for (index_t r = 0; r < R; ++r) x[r] = _mm256_set1_epi32(lo[r]);
     const __m256i low = _mm256_set1_epi8(0x0F);

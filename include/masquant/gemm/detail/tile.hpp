@@ -58,9 +58,12 @@ struct problem {
 
 inline constexpr index_t task_rows_max = 264;       // rows per task (a multiple of 6, 4 and 3)
 inline constexpr index_t task_rows_max_split = 96;  // ... when K is split (workspace rows)
-inline constexpr index_t task_blocks = 4;           // 64-column blocks per task
-inline constexpr index_t kc_max = 12288;            // K above which it is split into blocks
-inline constexpr index_t workspace_cols = 64;       // widest tile
+inline constexpr index_t task_blocks = 4;           // 64-column blocks per task, at most
+// Fewer blocks per task when a problem would have fewer tasks than this: tasks are handed out
+// one at a time, and 5 equal tasks on 2 threads leave one idle for a fifth of the call.
+inline constexpr index_t tasks_min = 16;
+inline constexpr index_t kc_max = 12288;       // K above which it is split into blocks
+inline constexpr index_t workspace_cols = 64;  // widest tile
 // Outputs of at least this size are stored past the caches (non-temporal) when their rows are
 // whole aligned lines: each line of C is written once, and reading it for ownership first also
 // pushes activations out of L2 (~1% of the GEMM at M = 2048 on 2048 x 11008). Smaller outputs
@@ -78,6 +81,7 @@ inline constexpr double stream_bytes_per_second = 64e9;
 struct blocking {
   index_t mc = 0, m_tasks = 0;  // rows per task, tasks along M
   index_t n_tasks = 0;          // tasks along N
+  index_t task_blocks = 0;      // 64-column blocks per task
   index_t kc = 0, k_blocks = 0;
   bool stream_output = false;  // full-width tiles store C non-temporally
 };

@@ -62,7 +62,7 @@ void moments_first_group(const float* const* rows, index_t c0, index_t c1,
   using V = typename Lanes::type;
   constexpr double inv_r = 1.0 / R;
   for (index_t c = c0; c < c1; c += Lanes::width) {
-    V x[R];
+    V x[std::size_t{R}];
     for (int k = 0; k < R; ++k) x[k] = Lanes::widen(rows[k] + c);
     V lo = x[0], hi = x[0];
     for (int k = 1; k < R; ++k) {
@@ -480,7 +480,8 @@ inline void gram_update(const float* const* rows, index_t count, index_t n, doub
       gram_pack(block, kb, n, panels * k / pack_tasks, panels * (k + 1) / pack_tasks, pack);
     });
     if (padded_panels > panels)
-      std::memset(pack + panels * kb * W, 0, sizeof(double) * (padded_panels - panels) * kb * W);
+      std::memset(pack + panels * kb * W, 0,
+                  sizeof(double) * static_cast<std::size_t>((padded_panels - panels) * kb * W));
     run(static_cast<index_t>(tasks.size()), [&](index_t k) {
       const auto [rb, cc] = tasks[static_cast<std::size_t>(k)];
       const index_t r0 = rb * tiling::block_rows;

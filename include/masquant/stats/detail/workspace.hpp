@@ -5,11 +5,8 @@
 
 #include <cstdint>
 #include <masquant/config.hpp>
+#include <masquant/detail/huge_pages.hpp>
 #include <memory>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace masquant::detail {
 
@@ -28,23 +25,6 @@ struct moments_cref {
   const double* mean;
   const double* m2;
 };
-
-/// Asks the kernel to back [p, p + bytes) with transparent huge pages (Linux; call before the
-/// first touch). A 128 MiB Gram matrix on 4 KiB pages costs 32768 page faults on first touch and
-/// a TLB miss on most micro-tiles; the advice is a hint, ignored where unsupported.
-inline void advise_huge_pages(void* p, std::size_t bytes) noexcept {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t huge = std::uintptr_t{1} << 21;
-  const auto address = reinterpret_cast<std::uintptr_t>(p);
-  const auto begin = (address + huge - 1) & ~(huge - 1);
-  const auto end = (address + bytes) & ~(huge - 1);
-  // Offsets from p rather than integer-to-pointer casts (which defeat alias analysis).
-  if (end > begin) madvise(static_cast<char*>(p) + (begin - address), end - begin, MADV_HUGEPAGE);
-#else
-  static_cast<void>(p);
-  static_cast<void>(bytes);
-#endif
-}
 
 /// Reused buffer for the packed token block (64-byte aligned; grown, never shrunk).
 class gram_workspace {
