@@ -214,6 +214,11 @@ non-reference tokens. Made by calibrate() or QuantizedCheckpoint.linear().)")
                                   copy_matrix(f.R.data(), f.R.rows(), f.R.cols()));
           },
           py::arg("modality"), "(L [d_in, r], R [r, d_out]) of a modality, or None.")
+      .def_property_readonly(
+          "lowrank_uses_bf16", [](const linear& l) { return l.layer->lowrank_uses_bf16(); },
+          "Whether forward computes the low-rank branch with bf16 dot products (AVX512_BF16 CPUs, "
+          "factors stored as bf16): x / s and x / s @ L are then rounded to bf16, a relative "
+          "error of about 2^-8 of the correction.")
       .def("forward", &forward, py::arg("x"), py::arg("ids") = py::none(),
            py::arg("skip_lowrank") = false,
            "y = layer(x): x float32 [n, d_in] (viewed in place when C-contiguous), ids the "

@@ -182,8 +182,15 @@ class CalibrateTest(unittest.TestCase):
             # The report measures the deployed path on the calibration tokens.
             self.assertAlmostEqual(got, report["modalities"][m]["sqnr_db"]["cmc"], delta=1e-3)
             self.assertGreater(got, 15.0)
-        # The float64 reference of the same deployable math agrees with the int8 path.
-        np.testing.assert_allclose(y, lin.reference_forward(x, ids), rtol=0, atol=1e-3)
+        # The float64 reference of the same deployable math agrees with the int8 path: to 1e-3,
+        # plus 2^-7 of |x / s| @ |L| @ |R| where the correction runs on bf16 activations.
+        tolerance = np.full(y.shape, 1e-3)
+        if lin.lowrank_uses_bf16:
+            for m in (1, 2):
+                L, R = lin.lowrank(m)
+                xs = np.abs(x[ids == m].astype(np.float64) / lin.smooth[m])
+                tolerance[ids == m] += 2.0**-7 * (xs @ np.abs(L) @ np.abs(R))
+        np.testing.assert_array_less(np.abs(y - lin.reference_forward(x, ids)), tolerance)
         # No ids: every token takes the reference path.
         np.testing.assert_array_equal(lin.forward(x), lin.forward(x, np.zeros_like(ids)))
         lin.threads = 2
