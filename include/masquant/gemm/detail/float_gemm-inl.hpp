@@ -46,12 +46,12 @@ inline void f32_tile(const float* const* a, const BT* b, index_t bstride, index_
   if constexpr (simd::enabled) {
     constexpr int W = f32_width;
     constexpr int V = static_cast<int>(panel_cols) / W;
-    vf acc[std::size_t{MR}][std::size_t{NP * V}];
+    vf acc[std::size_t{MR}][std::size_t{NP} * std::size_t{V}];
     for (int r = 0; r < MR; ++r)
       for (int q = 0; q < NP * V; ++q) acc[r][q] = simd::fsplat(0.0f);
     if constexpr (std::is_same_v<BT, float>) {
       for (index_t kk = 0; kk < k; ++kk) {
-        vf bv[std::size_t{NP * V}];
+        vf bv[std::size_t{NP} * std::size_t{V}];
         for (int j = 0; j < NP; ++j)
           for (int v = 0; v < V; ++v)
             bv[j * V + v] = simd::load(b + j * bstride + kk * panel_cols + v * W);
@@ -65,7 +65,7 @@ inline void f32_tile(const float* const* a, const BT* b, index_t bstride, index_
       // is the lane shifted up, the odd one the lane with its low half cleared (exact widening).
       const index_t pairs = (k + 1) / 2;
       for (index_t p = 0; p < pairs; ++p) {
-        vf be[std::size_t{NP * V}], bo[std::size_t{NP * V}];
+        vf be[std::size_t{NP} * std::size_t{V}], bo[std::size_t{NP} * std::size_t{V}];
         for (int j = 0; j < NP; ++j) {
           const BT* line = b + j * bstride + p * 32;
           for (int v = 0; v < V; ++v) {
