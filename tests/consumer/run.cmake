@@ -1,6 +1,6 @@
 # Builds and runs one consumer project (cmake -P): MODE is find_package, add_subdirectory,
-# vendored, no_exceptions, or example_find_package (examples/find_package against the installed package, with
-# the io component); SOURCE_DIR is masquant's source tree, BUILD_DIR the tree to install from,
+# vendored, no_exceptions, or example_find_package (examples/find_package against the installed
+# package, with the io component); SOURCE_DIR is masquant's source tree, BUILD_DIR the tree to install from,
 # WORK_DIR a scratch directory, CXX the compiler, EIGEN_INCLUDE Eigen's include folder.
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
