@@ -43,52 +43,49 @@ inline Eigen::MatrixXd gaussian_matrix(index_t rows, index_t cols, std::uint64_t
   return m;
 }
 
-/// dst = lhs · rhs (dst already sized), as products of fixed 256-row slices of lhs with rhs,
-/// run on `parallel` when it is set. lhs is the large operand (d x d) and rhs the thin sketch:
-/// each slice packs only its own rows of lhs. The slices are the same for any thread count, so
-/// every element is computed the same way (same Eigen blocking, same rounding) on one thread or
-/// many.
-template <class Lhs, class Rhs>
-void product_by_row_slices(Eigen::MatrixXd& dst, const Lhs& lhs, const Rhs& rhs,
-                           const parallel_for_fn& parallel) {
-  constexpr index_t slice = 256;
-  const index_t m = lhs.rows(), slices = (m + slice - 1) / slice;
-  const auto run = [&](index_t i) {
-    const index_t r = i * slice, h = std::min(slice, m - r);
-    dst.middleRows(r, h).noalias() = lhs.middleRows(r, h) * rhs;
-  };
+/// task(first, height) for the fixed blocks of `block` rows that cover [0, rows), on `parallel`
+/// when it is set. The blocks do not depend on the thread count, so every product over them is
+/// computed the same way (same Eigen blocking, same rounding) on one thread or many.
+template <class Task>
+void for_each_row_block(index_t rows, index_t block, const parallel_for_fn& parallel,
+                        const Task& task) {
+  const index_t blocks = (rows + block - 1) / block;
+  const auto run = [&](index_t b) { task(b * block, std::min(block, rows - b * block)); };
   // An Eigen built with OpenMP (a consumer's -fopenmp) threads each product itself; running the
-  // slices on `parallel` as well would nest the two (docs/performance.md, "Calibration").
-  if (parallel && slices > 1 && Eigen::nbThreads() == 1) {
-    parallel(slices, run);
+  // blocks on `parallel` as well would nest the two (docs/performance.md, "Calibration").
+  if (parallel && blocks > 1 && Eigen::nbThreads() == 1) {
+    parallel(blocks, run);
   } else {
-    for (index_t i = 0; i < slices; ++i) run(i);
+    for (index_t b = 0; b < blocks; ++b) run(b);
   }
 }
 
-/// Rows per block of orthonormalize()'s products: fixed, so that every sum is formed the same
-/// way on one thread or many.
+/// dst = lhs · rhs (dst already sized), as products of fixed 256-row slices of lhs with rhs,
+/// run on `parallel` when it is set. lhs is the large operand (d x d) and rhs the thin sketch:
+/// each slice packs only its own rows of lhs.
+template <class Lhs, class Rhs>
+void product_by_row_slices(Eigen::MatrixXd& dst, const Lhs& lhs, const Rhs& rhs,
+                           const parallel_for_fn& parallel) {
+  for_each_row_block(lhs.rows(), 256, parallel, [&](index_t r, index_t h) {
+    dst.middleRows(r, h).noalias() = lhs.middleRows(r, h) * rhs;
+  });
+}
+
+/// Rows per block of orthonormalize()'s products.
 inline constexpr index_t orthonormalize_block_rows = 1024;
 
 /// YᵀY (k x k; its lower triangle) as the sum, in block order, of the Grams of fixed row blocks
 /// of y, the blocks on `parallel` when it is set.
 inline Eigen::MatrixXd gram_by_row_blocks(const Eigen::MatrixXd& y,
                                           const parallel_for_fn& parallel) {
-  const index_t rows = y.rows(), k = y.cols();
-  const index_t blocks = (rows + orthonormalize_block_rows - 1) / orthonormalize_block_rows;
-  std::vector<Eigen::MatrixXd> part(static_cast<std::size_t>(blocks));
-  const auto run = [&](index_t b) {
-    const index_t r = b * orthonormalize_block_rows;
-    const auto yb = y.middleRows(r, std::min(orthonormalize_block_rows, rows - r));
-    Eigen::MatrixXd& g = part[static_cast<std::size_t>(b)];
+  const index_t k = y.cols();
+  std::vector<Eigen::MatrixXd> part(static_cast<std::size_t>(
+      (y.rows() + orthonormalize_block_rows - 1) / orthonormalize_block_rows));
+  for_each_row_block(y.rows(), orthonormalize_block_rows, parallel, [&](index_t r, index_t h) {
+    Eigen::MatrixXd& g = part[static_cast<std::size_t>(r / orthonormalize_block_rows)];
     g.setZero(k, k);
-    g.selfadjointView<Eigen::Lower>().rankUpdate(yb.transpose());
-  };
-  if (parallel && blocks > 1 && Eigen::nbThreads() == 1) {
-    parallel(blocks, run);
-  } else {
-    for (index_t b = 0; b < blocks; ++b) run(b);
-  }
+    g.selfadjointView<Eigen::Lower>().rankUpdate(y.middleRows(r, h).transpose());
+  });
   Eigen::MatrixXd g = Eigen::MatrixXd::Zero(k, k);
   for (const Eigen::MatrixXd& p : part) g += p;
   return g;
@@ -104,21 +101,12 @@ inline bool cholesky_qr_pass(const Eigen::MatrixXd& y, Eigen::MatrixXd& q,
   const Eigen::MatrixXd r = llt.matrixU();
   const double largest = r.diagonal().maxCoeff(), smallest = r.diagonal().minCoeff();
   if (!(largest > 0) || !(smallest >= 1e-6 * largest)) return false;
-  const index_t rows = y.rows();
-  const index_t blocks = (rows + orthonormalize_block_rows - 1) / orthonormalize_block_rows;
-  q.resize(rows, y.cols());
-  const auto run = [&](index_t b) {
-    const index_t first = b * orthonormalize_block_rows;
-    const index_t h = std::min(orthonormalize_block_rows, rows - first);
+  q.resize(y.rows(), y.cols());
+  for_each_row_block(y.rows(), orthonormalize_block_rows, parallel, [&](index_t first, index_t h) {
     auto qb = q.middleRows(first, h);
     qb = y.middleRows(first, h);
     r.triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(qb);
-  };
-  if (parallel && blocks > 1 && Eigen::nbThreads() == 1) {
-    parallel(blocks, run);
-  } else {
-    for (index_t b = 0; b < blocks; ++b) run(b);
-  }
+  });
   return true;
 }
 
