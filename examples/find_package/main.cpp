@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   // The engine's order: name m gets id m, so the engine's ids go to forward unchanged (the file
   // lists text, audio, vision); the bit widths come from the file's __metadata__.
   const masquant::quantized_linear loaded(masquant::load_linear(file, prefix, engine_names));
-  const std::vector<std::string>& file_names = loaded.params().modality_names;
+  const std::vector<std::string>& file_names = loaded.modality_names();
 
   // A prefill mixing all three modalities, through the original and the loaded layer.
   const index_t tokens = 40;

@@ -160,11 +160,10 @@ non-reference tokens. Made by calibrate() or QuantizedCheckpoint.linear().)")
       .def_property_readonly("d_in", [](const linear& l) { return l.layer->d_in(); })
       .def_property_readonly("d_out", [](const linear& l) { return l.layer->d_out(); })
       .def_property_readonly("modalities",
-                             [](const linear& l) { return l.layer->params().modality_names; })
-      .def_property_readonly("weight_bits",
-                             [](const linear& l) { return l.layer->params().weight_bits; })
+                             [](const linear& l) { return l.layer->modality_names(); })
+      .def_property_readonly("weight_bits", [](const linear& l) { return l.layer->weight_bits(); })
       .def_property_readonly("activation_bits",
-                             [](const linear& l) { return l.layer->params().activation_bits; })
+                             [](const linear& l) { return l.layer->activation_bits(); })
       .def_property(
           "threads", [](const linear& l) { return l.threads; },
           [](linear& l, int t) {
@@ -177,39 +176,42 @@ non-reference tokens. Made by calibrate() or QuantizedCheckpoint.linear().)")
           "rank", [](const linear& l, index_t m) { return l.layer->rank(m); }, py::arg("modality"))
       .def_property_readonly("qweight",
                              [](const linear& l) {
-                               const auto& p = l.layer->params();
-                               py::array_t<std::int8_t> out({p.d_out, p.d_in});
-                               std::copy(p.qweight.begin(), p.qweight.end(), out.mutable_data());
+                               const auto& q = *l.layer;
+                               py::array_t<std::int8_t> out({q.d_out(), q.d_in()});
+                               std::int8_t* dst = out.mutable_data();
+                               for (index_t n = 0; n < q.d_out(); ++n)
+                                 for (index_t k = 0; k < q.d_in(); ++k)
+                                   *dst++ = q.weight_level(n, k);
                                return out;
                              })
       .def_property_readonly("wscale",
                              [](const linear& l) {
-                               const auto& p = l.layer->params();
-                               return py::array_t<float>(static_cast<py::ssize_t>(p.wscale.size()),
-                                                         p.wscale.data());
+                               const auto w = l.layer->wscale();
+                               return py::array_t<float>(static_cast<py::ssize_t>(w.size()),
+                                                         w.data());
                              })
       .def_property_readonly("bias",
                              [](const linear& l) -> py::object {
-                               const auto& p = l.layer->params();
-                               if (p.bias.empty()) return py::none();
-                               return py::array_t<float>(static_cast<py::ssize_t>(p.bias.size()),
-                                                         p.bias.data());
+                               const auto b = l.layer->bias();
+                               if (b.empty()) return py::none();
+                               return py::array_t<float>(static_cast<py::ssize_t>(b.size()),
+                                                         b.data());
                              })
       .def_property_readonly("smooth",
                              [](const linear& l) {
-                               const auto& p = l.layer->params();
-                               py::array_t<float> out({p.modalities(), p.d_in});
-                               for (index_t m = 0; m < p.modalities(); ++m)
-                                 std::copy(p.smooth[std::size_t(m)].begin(),
-                                           p.smooth[std::size_t(m)].end(), out.mutable_data(m, 0));
+                               const auto& q = *l.layer;
+                               py::array_t<float> out({q.modalities(), q.d_in()});
+                               for (index_t m = 0; m < q.modalities(); ++m) {
+                                 const auto s = q.smooth(m);
+                                 std::copy(s.data(), s.data() + s.size(), out.mutable_data(m, 0));
+                               }
                                return out;
                              })
       .def(
           "lowrank",
           [](const linear& l, index_t m) -> py::object {
-            const auto& p = l.layer->params();
-            if (!p.has_lowrank(m)) return py::none();
-            const auto& f = p.lowrank[std::size_t(m)];
+            if (!l.layer->has_lowrank(m)) return py::none();
+            const lowrank_factors f = l.layer->lowrank(m);
             return py::make_tuple(copy_matrix(f.L.data(), f.L.rows(), f.L.cols()),
                                   copy_matrix(f.R.data(), f.R.rows(), f.R.cols()));
           },

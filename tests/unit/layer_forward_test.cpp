@@ -226,7 +226,7 @@ BOOST_AUTO_TEST_CASE(activations_are_bit_identical_to_the_quant_layer) {
     BOOST_REQUIRE(qa.values.cols() == c.d_in);
     std::vector<std::int8_t> want(static_cast<std::size_t>(c.d_in)), simd(want.size());
     for (index_t i = 0; i < 19; ++i) {
-      const float* s = layer.params().smooth[ids[static_cast<std::size_t>(i)]].data();
+      const float* s = layer.smooth(ids[static_cast<std::size_t>(i)]).data();
       const float d_ref = reference::quantize_row_symmetric_smoothed(x.cview().row_data(i), s,
                                                                      c.d_in, bits, want.data(), i);
       const float d_simd =

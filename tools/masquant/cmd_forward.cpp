@@ -78,7 +78,7 @@ int run_forward(const std::vector<std::string>& words) {
                                            prefix, "'", memory_note()));
     }
     const quantized_linear& linear = *loaded;
-    const auto& names = linear.params().modality_names;
+    const auto& names = linear.modality_names();
     for (const auto& [modality, name] : e.inputs) {
       bar.update(prefix, double(done) / double(layers), modality);
       const auto it = std::find(names.begin(), names.end(), modality);

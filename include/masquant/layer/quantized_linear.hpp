@@ -33,6 +33,10 @@
 
 namespace masquant {
 
+namespace detail {
+struct packed_image_codec;  // layer/packed_image.hpp
+}  // namespace detail
+
 // GCC before 13 reports a scoped enumerator named like a type of the namespace (bfloat16) as
 // shadowing it under -Wshadow; it shadows nothing, being reachable only as
 // lowrank_storage::bfloat16.
@@ -110,11 +114,41 @@ struct forward_options {
 /// \endcode
 class quantized_linear {
  public:
-  /// Validates `params` (quantized_linear_params::validate) and prepares the kernels' operands.
-  explicit quantized_linear(quantized_linear_params params, const linear_options& options = {});
+  /// Validates `params` (quantized_linear_params::validate) and packs the kernels' operands, one
+  /// task per column block or panel on `parallel` (serial when empty; the packed form does not
+  /// depend on it). The levels and factors are not kept beside their packed form: params()
+  /// unpacks them.
+  explicit quantized_linear(quantized_linear_params params, const linear_options& options = {},
+                            const parallel_for_fn& parallel = {});
 
-  /// The parameters as given (for inspection and saving).
-  const quantized_linear_params& params() const noexcept { return p_; }
+  /// The parameters, unpacked from what the layer runs (for inspection and saving; allocates
+  /// d_out·d_in bytes for the levels and the factors in float): as given, except that under
+  /// lowrank_storage::bfloat16 L and R are the bf16-rounded values, and `lowrank` is empty when
+  /// no modality has factors. The accessors below read the small fields without unpacking.
+  quantized_linear_params params() const;
+  int weight_bits() const noexcept { return p_.weight_bits; }
+  int activation_bits() const noexcept { return p_.activation_bits; }
+  /// Modality names in id order, as given (empty when none were given: modality_name() numbers).
+  const std::vector<std::string>& modality_names() const noexcept { return p_.modality_names; }
+  std::string modality_name(index_t m) const { return p_.modality_name(m); }
+  /// s_m [d_in] of modality m (0 <= m < modalities()).
+  vector_view<const float> smooth(index_t m) const {
+    MASQUANT_CHECK(m >= 0 && m < modalities(), errc::out_of_range,
+                   "quantized_linear::smooth: modality ", m, " of ", modalities());
+    return vector_view<const float>(p_.smooth[static_cast<std::size_t>(m)]);
+  }
+  /// Per-channel weight scales [d_out].
+  vector_view<const float> wscale() const noexcept { return vector_view<const float>(p_.wscale); }
+  /// The bias [d_out], or empty.
+  vector_view<const float> bias() const noexcept { return vector_view<const float>(p_.bias); }
+  /// The factors of modality m as the layer runs them (bf16-rounded under
+  /// lowrank_storage::bfloat16), unpacked; empty when it has none.
+  lowrank_factors lowrank(index_t m) const;
+  /// Integer level (n, k) of the weight as the layer runs it (not for speed).
+  std::int8_t weight_level(index_t n, index_t k) const;
+  /// Bytes this object holds (packed weight and scales, packed factors, smoothing vectors, bias
+  /// and the A16 weight), shared copies counted in full; the workspace is not included.
+  std::size_t resident_bytes() const noexcept;
   const linear_options& options() const noexcept { return options_; }
   index_t d_in() const noexcept { return p_.d_in; }
   index_t d_out() const noexcept { return p_.d_out; }
@@ -192,6 +226,9 @@ class quantized_linear {
   };
 
   friend class linear_workspace;
+  friend struct detail::packed_image_codec;
+
+  quantized_linear() = default;  // for adopt_packed_image, which fills in every member
 
   // Byte offsets of a call's buffers in the workspace block (each on a cache line).
   struct scratch_layout {
@@ -245,6 +282,7 @@ class quantized_linear {
   MASQUANT_BUILD_TAG void a16_product(linear_workspace& ws, matrix_view<float> y, isa_family family,
                                       const parallel_for_fn& parallel) const;
 
+  // The parameters without qweight and lowrank (their packed forms below are what runs).
   quantized_linear_params p_;
   linear_options options_;
   packed_weights packed_;
@@ -256,20 +294,24 @@ class quantized_linear {
 // --- implementation -------------------------------------------------------------------------
 
 inline quantized_linear::quantized_linear(quantized_linear_params params,
-                                          const linear_options& options)
+                                          const linear_options& options,
+                                          const parallel_for_fn& parallel)
     : p_(std::move(params)), options_(options) {
   using namespace detail::gemm;
   p_.validate();
   const index_t k = p_.d_in, n = p_.d_out;
   if (p_.activation_bits < 16) {
-    packed_ =
-        packed_weights::pack(matrix_view<const std::int8_t>(p_.qweight.data(), n, k),
-                             vector_view<const float>(p_.wscale), p_.weight_bits <= 4 ? 4 : 8);
+    packed_ = packed_weights::pack(matrix_view<const std::int8_t>(p_.qweight.data(), n, k),
+                                   vector_view<const float>(p_.wscale), p_.weight_bits <= 4 ? 4 : 8,
+                                   parallel);
   } else {
     // |level| <= 127 has at most 7 significant bits: exact in bf16; wscale goes to the epilogue.
-    a16_weight_ = pack_bf16(k, n, [&](index_t i, index_t c) {
-      return static_cast<float>(p_.qweight[static_cast<std::size_t>(c * k + i)]);
-    });
+    a16_weight_ = pack_bf16(
+        k, n,
+        [&](index_t i, index_t c) {
+          return static_cast<float>(p_.qweight[static_cast<std::size_t>(c * k + i)]);
+        },
+        parallel);
     a16_scale_.assign(static_cast<std::size_t>(round_up(n, panel_cols)), 0.0f);
     std::copy(p_.wscale.begin(), p_.wscale.end(), a16_scale_.begin());
     if (!p_.bias.empty()) {
@@ -286,13 +328,74 @@ inline quantized_linear::quantized_linear(quantized_linear_params params,
     const auto l = [&f](index_t i, index_t c) { return f.L(i, c); };
     const auto r = [&f](index_t i, index_t c) { return f.R(i, c); };
     if (options_.storage == lowrank_storage::bfloat16) {
-      pk.l16 = pack_bf16(k, pk.rank, l);
-      pk.r16 = pack_bf16(pk.rank, n, r);
+      pk.l16 = pack_bf16(k, pk.rank, l, parallel);
+      pk.r16 = pack_bf16(pk.rank, n, r, parallel);
     } else {
-      pk.l32 = pack_f32(k, pk.rank, l);
-      pk.r32 = pack_f32(pk.rank, n, r);
+      pk.l32 = pack_f32(k, pk.rank, l, parallel);
+      pk.r32 = pack_f32(pk.rank, n, r, parallel);
     }
   }
+  // What runs is packed: the levels and factors as given would only double the memory.
+  std::vector<std::int8_t>().swap(p_.qweight);
+  std::vector<lowrank_factors>().swap(p_.lowrank);
+}
+
+inline std::int8_t quantized_linear::weight_level(index_t n, index_t k) const {
+  MASQUANT_CHECK(n >= 0 && n < p_.d_out && k >= 0 && k < p_.d_in, errc::out_of_range,
+                 "quantized_linear::weight_level: (", n, ", ", k, ") outside ", p_.d_out, "x",
+                 p_.d_in);
+  if (p_.activation_bits < 16) return packed_.value(n, k);
+  return static_cast<std::int8_t>(detail::gemm::panel_value(a16_weight_, k, n));
+}
+
+inline quantized_linear_params quantized_linear::params() const {
+  quantized_linear_params out = p_;
+  const index_t k = p_.d_in, n = p_.d_out;
+  out.qweight.resize(static_cast<std::size_t>(n * k));
+  if (p_.activation_bits < 16) {
+    packed_.unpack(matrix_view<std::int8_t>(out.qweight.data(), n, k));
+  } else {
+    for (index_t o = 0; o < n; ++o)
+      for (index_t i = 0; i < k; ++i)
+        out.qweight[static_cast<std::size_t>(o * k + i)] = weight_level(o, i);
+  }
+  const auto mods = static_cast<std::size_t>(p_.modalities());
+  for (std::size_t m = 1; m < mods; ++m) {
+    if (lowrank_[m].rank == 0) continue;
+    out.lowrank.resize(mods);
+    out.lowrank[m] = lowrank(static_cast<index_t>(m));
+  }
+  return out;
+}
+
+inline lowrank_factors quantized_linear::lowrank(index_t m) const {
+  lowrank_factors out;
+  if (!has_lowrank(m)) return out;
+  const lowrank_pack& f = lowrank_[static_cast<std::size_t>(m)];
+  const index_t k = p_.d_in, n = p_.d_out;
+  out.L.resize(k, f.rank);
+  out.R.resize(f.rank, n);
+  const bool bf16 = options_.storage == lowrank_storage::bfloat16;
+  for (index_t i = 0; i < k; ++i)
+    for (index_t c = 0; c < f.rank; ++c)
+      out.L(i, c) =
+          bf16 ? detail::gemm::panel_value(f.l16, i, c) : detail::gemm::panel_value(f.l32, i, c);
+  for (index_t i = 0; i < f.rank; ++i)
+    for (index_t c = 0; c < n; ++c)
+      out.R(i, c) =
+          bf16 ? detail::gemm::panel_value(f.r16, i, c) : detail::gemm::panel_value(f.r32, i, c);
+  return out;
+}
+
+inline std::size_t quantized_linear::resident_bytes() const noexcept {
+  std::size_t bytes =
+      sizeof(*this) + packed_.resident_bytes() + lowrank_bytes() + a16_weight_.data.size() * 2 +
+      (a16_scale_.capacity() + a16_bias_.capacity() + p_.wscale.capacity() + p_.bias.capacity()) *
+          sizeof(float) +
+      lowrank_.capacity() * sizeof(lowrank_pack);
+  for (const auto& s : p_.smooth) bytes += s.capacity() * sizeof(float) + sizeof(s);
+  for (const auto& name : p_.modality_names) bytes += name.capacity() + sizeof(name);
+  return bytes;
 }
 
 inline std::size_t quantized_linear::lowrank_bytes() const noexcept {
@@ -671,20 +774,23 @@ inline void quantized_linear::raise_overflow(const linear_input& x,
     const auto iu = static_cast<std::size_t>(i);
     xs[iu] = std::abs(static_cast<double>(xr[i] / s[iu]));
     xs_max = std::max(xs_max, xs[iu]);
-    main +=
-        std::abs(static_cast<double>(p_.qweight[static_cast<std::size_t>(col * k + i)])) * xs[iu];
+    main += std::abs(static_cast<double>(weight_level(col, i))) * xs[iu];
   }
   main *= static_cast<double>(p_.wscale[static_cast<std::size_t>(col)]);
   double t_max = 0, correction = 0;
-  if (p_.has_lowrank(m)) {
-    const lowrank_factors& f = p_.lowrank[static_cast<std::size_t>(m)];
-    for (index_t j = 0; j < f.rank(); ++j) {
-      double t = 0;
-      for (index_t i = 0; i < k; ++i)
-        t += xs[static_cast<std::size_t>(i)] * std::abs(static_cast<double>(f.L(i, j)));
-      t_max = std::max(t_max, t);
-      correction += t * std::abs(static_cast<double>(f.R(j, col)));
+  const lowrank_pack& f = lowrank_[static_cast<std::size_t>(m)];
+  const bool bf16 = options_.storage == lowrank_storage::bfloat16;
+  for (index_t j = 0; j < f.rank; ++j) {
+    double t = 0;
+    for (index_t i = 0; i < k; ++i) {
+      const float l =
+          bf16 ? detail::gemm::panel_value(f.l16, i, j) : detail::gemm::panel_value(f.l32, i, j);
+      t += xs[static_cast<std::size_t>(i)] * std::abs(static_cast<double>(l));
     }
+    t_max = std::max(t_max, t);
+    const float r =
+        bf16 ? detail::gemm::panel_value(f.r16, j, col) : detail::gemm::panel_value(f.r32, j, col);
+    correction += t * std::abs(static_cast<double>(r));
   }
   const std::string name = p_.modality_name(m);
   std::string cause;
@@ -875,8 +981,7 @@ inline void quantized_linear::reference_forward(matrix_view<const float> x,
     for (index_t r = 0; r < nc; ++r) {
       const double scale = p_.wscale[static_cast<std::size_t>(n0 + r)];
       for (index_t j = 0; j < k; ++j)
-        w(r, j) =
-            static_cast<double>(p_.qweight[static_cast<std::size_t>((n0 + r) * k + j)]) * scale;
+        w(r, j) = static_cast<double>(weight_level(n0 + r, j)) * scale;
     }
     out.middleCols(n0, nc).noalias() = a * w.transpose();
   }

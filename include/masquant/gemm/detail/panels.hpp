@@ -8,12 +8,16 @@
 //         of bf16 pairs by one broadcast pair of the activation row.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <masquant/config.hpp>
 #include <masquant/detail/aligned_buffer.hpp>
 #include <masquant/detail/round_up.hpp>
+#include <masquant/detail/shared_array.hpp>
+#include <masquant/parallel.hpp>
+#include <utility>
 
 namespace masquant::detail::gemm {
 
@@ -39,46 +43,66 @@ inline float from_bf16(std::uint16_t h) noexcept {
 }
 
 /// A [K, N] matrix packed into ceil(N / 16) panels (see the file comment). Immutable once
-/// packed; `stride` is the number of elements of one panel.
+/// packed (or adopted from a packed image); `stride` is the number of elements of one panel.
 template <class T>
 struct panels {
   index_t k = 0, n = 0, count = 0, stride = 0;
-  aligned_buffer<T> data;
+  shared_array<T> data;
   const T* panel(index_t p) const noexcept { return data.data() + p * stride; }
 };
 
-/// Packs element (k, c) = at(k, c) of a [K, N] matrix as f32 panels.
+// Runs task(q) for every panel q, on `parallel` when given (panels are disjoint).
+template <class Task>
+void for_each_panel(index_t count, const parallel_for_fn& parallel, const Task& task) {
+  if (parallel && count > 1) {
+    parallel(count, std::function<void(index_t)>(std::cref(task)));
+  } else {
+    for (index_t q = 0; q < count; ++q) task(q);
+  }
+}
+
+/// Packs element (k, c) = at(k, c) of a [K, N] matrix as f32 panels, one task per panel on
+/// `parallel` (serial when empty).
 template <class At>
-panels<float> pack_f32(index_t k, index_t n, At at) {
+panels<float> pack_f32(index_t k, index_t n, At at, const parallel_for_fn& parallel = {}) {
   panels<float> p;
   p.k = k;
   p.n = n;
   p.count = (n + panel_cols - 1) / panel_cols;
   p.stride = k * panel_cols;
-  p.data = aligned_buffer<float>(static_cast<std::size_t>(p.count * p.stride));
-  for (index_t i = 0; i < k; ++i) {
-    for (index_t c = 0; c < n; ++c) {
-      p.data.data()[(c / panel_cols) * p.stride + i * panel_cols + c % panel_cols] = at(i, c);
+  aligned_buffer<float> data(static_cast<std::size_t>(p.count * p.stride));
+  float* out = data.data();
+  for_each_panel(p.count, parallel, [&](index_t q) {
+    float* dst = out + q * p.stride;
+    const index_t c0 = q * panel_cols, c1 = std::min(n, c0 + panel_cols);
+    for (index_t i = 0; i < k; ++i) {
+      for (index_t c = c0; c < c1; ++c) dst[i * panel_cols + (c - c0)] = at(i, c);
     }
-  }
+  });
+  p.data = shared_array<float>(std::move(data));
   return p;
 }
 
-/// Packs element (k, c) = at(k, c) (a float, rounded to bf16) of a [K, N] matrix as bf16 panels.
+/// Packs element (k, c) = at(k, c) (a float, rounded to bf16) of a [K, N] matrix as bf16 panels,
+/// one task per panel on `parallel` (serial when empty).
 template <class At>
-panels<std::uint16_t> pack_bf16(index_t k, index_t n, At at) {
+panels<std::uint16_t> pack_bf16(index_t k, index_t n, At at, const parallel_for_fn& parallel = {}) {
   panels<std::uint16_t> p;
   p.k = k;
   p.n = n;
   p.count = (n + panel_cols - 1) / panel_cols;
   p.stride = round_up(k, 2) * panel_cols;
-  p.data = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(p.count * p.stride));
-  for (index_t i = 0; i < k; ++i) {
-    for (index_t c = 0; c < n; ++c) {
-      p.data.data()[(c / panel_cols) * p.stride + (i / 2) * 2 * panel_cols + (c % panel_cols) * 2 +
-                    i % 2] = to_bf16(at(i, c));
+  aligned_buffer<std::uint16_t> data(static_cast<std::size_t>(p.count * p.stride));
+  std::uint16_t* out = data.data();
+  for_each_panel(p.count, parallel, [&](index_t q) {
+    std::uint16_t* dst = out + q * p.stride;
+    const index_t c0 = q * panel_cols, c1 = std::min(n, c0 + panel_cols);
+    for (index_t i = 0; i < k; ++i) {
+      for (index_t c = c0; c < c1; ++c)
+        dst[(i / 2) * 2 * panel_cols + (c - c0) * 2 + i % 2] = to_bf16(at(i, c));
     }
-  }
+  });
+  p.data = shared_array<std::uint16_t>(std::move(data));
   return p;
 }
 
