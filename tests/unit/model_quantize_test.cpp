@@ -4,9 +4,11 @@
 // resumed and part + join runs write the bytes of one uninterrupted run; bad input is refused
 // naming the file, tensor or pattern, with nothing written.
 #include <boost/test/unit_test.hpp>
+#include <cstring>
 #include <filesystem>
 #include <masquant/calibrate/calibrate.hpp>
 #include <masquant/io/statistics_file.hpp>
+#include <masquant/model/packed_checkpoint.hpp>
 #include <masquant/model/presets.hpp>
 #include <masquant/model/quantize.hpp>
 #include <masquant/model/quantized_checkpoint.hpp>
@@ -15,7 +17,9 @@
 #include <vector>
 
 #include "support/io_testing.hpp"
+#include "support/layer_testing.hpp"
 #include "support/model_testing.hpp"
+#include "support/stats_testing.hpp"
 
 using namespace masquant;
 using namespace masquant::testing;
@@ -172,6 +176,43 @@ BOOST_AUTO_TEST_CASE(every_linear_equals_calibrate_on_its_statistics) {
   BOOST_TEST(q.files().config()["num_hidden_layers"] == f.model.blocks);
   // The report covers every stage on the samples.
   for (const auto& lr : r.linears) BOOST_TEST(lr.report.modalities.size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(packed_directories_load_the_checkpoints_linears) {
+  fixture f;
+  quantize_options o = f.options("out");
+  o.tokens = {f.samples};
+  (void)quantize_checkpoint(o);
+  const quantized_checkpoint q(o.output);
+  const std::string packed = f.dir.file("packed/nested");
+  thread_pool pool(2);
+  std::vector<std::string> seen;
+  save_packed_checkpoint(q, packed, {}, pool.as_function(),
+                         [&](std::size_t done, std::size_t total, const std::string& name) {
+                           BOOST_TEST(total == 14u);
+                           BOOST_TEST(done == seen.size() + 1);
+                           seen.push_back(name);
+                         });
+  BOOST_TEST(seen == q.linears(), boost::test_tools::per_element());
+  const auto layers = load_packed_linears(packed, q.linears());
+  BOOST_TEST(layers.size() == 14u);
+  std::uint64_t seed = 300;
+  for (const auto& [name, adopted] : layers) {
+    BOOST_TEST_CONTEXT(name) {
+      const quantized_linear fresh = q.linear(name);
+      const matrix<float> x = random_input(9, fresh.d_in(), ++seed);
+      const auto ids = random_ids(9, 3, ++seed);
+      matrix<float> y1(9, fresh.d_out()), y2(9, fresh.d_out());
+      fresh.forward(x.cview(), ids, y1.view());
+      adopted.forward(x.cview(), ids, y2.view());
+      BOOST_TEST(std::memcmp(y1.data.data(), y2.data.data(), y1.data.size() * 4) == 0);
+      BOOST_TEST(adopted.modality_names() == fresh.modality_names(),
+                 boost::test_tools::per_element());
+    }
+  }
+  fs::remove(fs::path(packed) / packed_image_name(q.linears().front()));
+  expect_error([&] { (void)load_packed_linears(packed, q.linears()); }, errc::io_error,
+               packed_image_name(q.linears().front()) + ": cannot open");
 }
 
 BOOST_AUTO_TEST_CASE(raw_inputs_give_what_calibrate_gives_per_linear) {
