@@ -26,6 +26,7 @@
 #include <masquant/layer/linear_io.hpp>
 #include <masquant/layer/linear_params.hpp>
 #include <masquant/layer/linear_workspace.hpp>
+#include <masquant/layer/packed_image.hpp>
 #include <masquant/layer/quantized_linear.hpp>
 #include <masquant/linalg/compensation.hpp>
 #include <masquant/linalg/rank_policy.hpp>

@@ -27,11 +27,12 @@ class shared_array {
   }
   /// Reads `size` elements at `data` in place; `owner` (may be null when the caller guarantees
   /// the lifetime) keeps them alive and unchanged.
-  static shared_array adopt(const T* data, std::size_t size, std::shared_ptr<const void> owner) {
+  static shared_array adopt(const T* data, std::size_t size,
+                            const std::shared_ptr<const void>& owner) {
     shared_array a;
     a.data_ = size == 0 ? nullptr : data;
     a.size_ = size;
-    a.owner_ = std::move(owner);
+    a.owner_ = owner;
     return a;
   }
   shared_array(const shared_array&) = default;

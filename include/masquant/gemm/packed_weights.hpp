@@ -146,7 +146,8 @@ class packed_weights {
   /// Throws errc::invalid_argument (bits, negative sizes, misalignment), errc::overflow as
   /// pack(), errc::non_finite naming the channel.
   static packed_weights adopt(index_t n, index_t k, int bits, const std::uint8_t* bytes,
-                              const float* padded_scales, std::shared_ptr<const void> owner) {
+                              const float* padded_scales,
+                              const std::shared_ptr<const void>& owner) {
     constexpr const char* op = "packed_weights::adopt";
     MASQUANT_CHECK(bits == 8 || bits == 4, errc::invalid_argument, op,
                    ": bits must be 8 or 4, got ", bits);
@@ -159,8 +160,7 @@ class packed_weights {
     p.data_ = detail::shared_array<std::uint8_t>::adopt(bytes, packed_bytes_for(n, k, bits), owner);
     p.scales_ = detail::shared_array<float>::adopt(
         padded_scales,
-        static_cast<std::size_t>(detail::gemm::round_up(n, detail::gemm::block_cols)),
-        std::move(owner));
+        static_cast<std::size_t>(detail::gemm::round_up(n, detail::gemm::block_cols)), owner);
     return p;
   }
 

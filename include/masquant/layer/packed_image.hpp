@@ -4,6 +4,7 @@
 // the packed weight and factors where they lie, without copying or repacking.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -162,7 +163,7 @@ struct packed_image_codec {
         case names:
           for (const std::string& name : p.modality_names) {
             put(at, static_cast<std::uint32_t>(name.size()));
-            std::memcpy(at + 4, name.data(), name.size());
+            std::copy(name.begin(), name.end(), at + 4);
             at += 4 + name.size();
           }
           break;
@@ -407,10 +408,9 @@ inline quantized_linear packed_image_codec::adopt(const void* image, std::size_t
     const std::vector<float> padded = floats(sc, 0, round_up(p.d_out, index_t{64}));
     for (index_t c = 0; c < static_cast<index_t>(padded.size()); ++c) {
       const float want = c < p.d_out ? p.wscale[static_cast<std::size_t>(c)] : 0.0f;
-      MASQUANT_CHECK(std::memcmp(&padded[static_cast<std::size_t>(c)], &want, 4) == 0,
-                     errc::format_error, where, "weight_scales[", c,
-                     "] = ", padded[static_cast<std::size_t>(c)], " but it must be ", want,
-                     c < p.d_out ? " (wscale)" : " (padding)");
+      MASQUANT_CHECK(padded[static_cast<std::size_t>(c)] == want, errc::format_error, where,
+                     "weight_scales[", c, "] = ", padded[static_cast<std::size_t>(c)],
+                     " but it must be ", want, c < p.d_out ? " (wscale)" : " (padding)");
     }
     layer.packed_ = packed_weights::adopt(p.d_out, p.d_in, packed_bits, base + w.offset,
                                           reinterpret_cast<const float*>(base + sc.offset), owner);

@@ -393,8 +393,9 @@ inline std::size_t quantized_linear::resident_bytes() const noexcept {
       (a16_scale_.capacity() + a16_bias_.capacity() + p_.wscale.capacity() + p_.bias.capacity()) *
           sizeof(float) +
       lowrank_.capacity() * sizeof(lowrank_pack);
-  for (const auto& s : p_.smooth) bytes += s.capacity() * sizeof(float) + sizeof(s);
-  for (const auto& name : p_.modality_names) bytes += name.capacity() + sizeof(name);
+  for (const auto& s : p_.smooth)
+    bytes += s.capacity() * sizeof(float) + sizeof(std::vector<float>);
+  for (const auto& name : p_.modality_names) bytes += name.capacity() + sizeof(std::string);
   return bytes;
 }
 
