@@ -993,22 +993,14 @@ inline void quantized_linear::reference_forward(matrix_view<const float> x,
 
   // Low-rank corrections, with the factors as stored.
   for (index_t m = 1; m < p_.modalities(); ++m) {
-    const lowrank_pack& f = lowrank_[static_cast<std::size_t>(m)];
-    if (f.rank == 0) continue;
+    if (!has_lowrank(m)) continue;
     std::vector<index_t> rows;
     for (index_t i = 0; i < m_rows; ++i)
       if (id_of(i) == m) rows.push_back(i);
     if (rows.empty()) continue;
-    row_matrix<double> l(k, f.rank), r(f.rank, n), xm(static_cast<index_t>(rows.size()), k);
-    const bool bf16 = options_.storage == lowrank_storage::bfloat16;
-    for (index_t i = 0; i < k; ++i)
-      for (index_t c = 0; c < f.rank; ++c)
-        l(i, c) =
-            bf16 ? detail::gemm::panel_value(f.l16, i, c) : detail::gemm::panel_value(f.l32, i, c);
-    for (index_t i = 0; i < f.rank; ++i)
-      for (index_t c = 0; c < n; ++c)
-        r(i, c) =
-            bf16 ? detail::gemm::panel_value(f.r16, i, c) : detail::gemm::panel_value(f.r32, i, c);
+    const lowrank_factors stored = lowrank(m);
+    const row_matrix<double> l = stored.L.cast<double>(), r = stored.R.cast<double>();
+    row_matrix<double> xm(static_cast<index_t>(rows.size()), k);
     for (std::size_t g = 0; g < rows.size(); ++g) xm.row(static_cast<index_t>(g)) = xs.row(rows[g]);
     const row_matrix<double> corr = (xm * l) * r;
     for (std::size_t g = 0; g < rows.size(); ++g)
