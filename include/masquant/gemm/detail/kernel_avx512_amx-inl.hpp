@@ -1,0 +1,165 @@
+// kernel_avx512_amx-inl.hpp: the avx512 family's AMX path for INT8 weights (tdpbsud on tiles of
+// 16 rows x 64 bytes), taken at run time where the CPU has AMX-INT8 and the OS grants the tile
+// state (amx_int8_ready).
+//
+// Tiles: four accumulators C (2 row tiles x 2 column tiles: 32 rows x 32 columns), two activation
+// tiles A (16 rows x 64 k) and two weight tiles B (16 steps of 4 k x 16 columns). B is read from
+// the packed weights in place: a step of a column block is 64 columns x 4 k = 256 bytes, so 16
+// columns of 16 consecutive steps are 16 rows of 64 bytes at a stride of 256, the shape tileloadd
+// reads. The activations are the signed operand and the weight bytes (zero point 128) the
+// unsigned one, as in the vpdpbusd kernel: the same modular int32 sums, finished by the same
+// epilogue, so the outputs are bit for bit those of the vpdpbusd kernel. K runs in passes of kc
+// over the task's rows (their activations stay in L2), the int32 sums of the task waiting in a
+// workspace between passes. The instructions are inline assembly: no compiler target attribute is
+// needed, and the family's code stays what it is on CPUs without AMX.
+
+// Macros: a tile register must be a literal in the instruction text.
+#define MASQUANT_AMX_LOAD(tmm, base, stride) \
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #tmm ::"r"(base), "r"(stride) : "memory")
+#define MASQUANT_AMX_STORE(tmm, base, stride) \
+  __asm__ volatile("tilestored %%tmm" #tmm ", (%0,%1,1)" ::"r"(base), "r"(stride) : "memory")
+#define MASQUANT_AMX_ZERO(tmm) __asm__ volatile("tilezero %%tmm" #tmm ::: "memory")
+#define MASQUANT_AMX_DP(c, a, b) \
+  __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::: "memory")
+
+struct avx512_amx_path {
+  static constexpr index_t kc = 2048;  // k per pass over the task's rows
+
+  /// INT8 weights, K in whole tiles (64) and at least one full tile of rows; otherwise the
+  /// vpdpbusd kernel runs.
+  static bool usable(const problem& p) noexcept {
+    return !p.int4 && p.k % 64 == 0 && p.m >= 16 && amx_int8_ready();
+  }
+
+  /// Rows [m0, m0 + rows) x column blocks [cb0, cb1) of p, as run_task's tiles would compute them.
+  static void run_task(const problem& p, index_t m0, index_t rows, index_t cb0, index_t cb1,
+                       const std::int32_t* row_corr, bool stream) noexcept {
+    alignas(64) std::int32_t acc[task_rows_max][64];
+    int rows0 = -1, rows1 = -1;
+    for (index_t cb = cb0; cb < cb1; ++cb) {
+      const index_t n0 = cb * block_cols;
+      const index_t cols = std::min(block_cols, p.n - n0);
+      const std::uint8_t* block = p.b + cb * p.block_bytes;
+      for (index_t half = 0; half * 32 < cols; ++half) {
+        for (index_t k0 = 0; k0 < p.k; k0 += kc) {
+          const index_t kn = std::min(kc, p.k - k0);
+          const std::uint8_t* b = block + (k0 / step_k_int8) * step_bytes + half * 32 * 4;
+          for (index_t r0 = 0; r0 < rows; r0 += 32) {
+            const auto r_top = static_cast<int>(std::min<index_t>(16, rows - r0));
+            const auto r_bottom = static_cast<int>(std::min<index_t>(32, rows - r0)) - r_top;
+            if (r_top != rows0 || r_bottom != rows1) {
+              configure(r_top, r_bottom);  // zeroes every tile
+              rows0 = r_top;
+              rows1 = r_bottom;
+            }
+            std::int32_t* c = &acc[r0][half * 32];
+            const std::int8_t* a = p.a + (m0 + r0) * p.lda + k0;
+            if (r_bottom > 0) {
+              pass<true>(a, p.lda, b, kn, c, k0 == 0);
+            } else {
+              pass<false>(a, p.lda, b, kn, c, k0 == 0);
+            }
+          }
+        }
+      }
+      tile_args t;
+      t.row_corr = row_corr;
+      t.a_scale = p.a_scale != nullptr ? p.a_scale + m0 : nullptr;
+      t.b_scale = p.b_scale + n0;
+      t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
+      t.c = p.c != nullptr ? p.c + m0 * p.ldc + n0 : nullptr;
+      t.c_int = p.c_int != nullptr ? p.c_int + m0 * p.ldc + n0 : nullptr;
+      t.ldc = p.ldc;
+      t.cols = static_cast<int>(cols);
+      t.accumulate = p.accumulate;
+      t.stream = stream && cols == block_cols;
+      finish(t, rows, acc);
+    }
+    __asm__ volatile("tilerelease" ::: "memory");
+  }
+
+ private:
+  struct alignas(64) tile_config {
+    std::uint8_t palette = 1;
+    std::uint8_t start_row = 0;
+    std::uint8_t reserved[14] = {};
+    std::uint16_t colsb[16] = {};
+    std::uint8_t rows[16] = {};
+  };
+  static_assert(sizeof(tile_config) == 64);
+
+  // Tiles 0, 1: C of the top 16 rows (columns 0-15, 16-31); 2, 3: C of the bottom rows; 4, 5: A
+  // (top, bottom); 6, 7: B (columns 0-15, 16-31). Bottom tiles are left out when unused.
+  static void configure(int top, int bottom) noexcept {
+    tile_config cfg;
+    for (int tile : {0, 1, 4}) {
+      cfg.rows[tile] = static_cast<std::uint8_t>(top);
+      cfg.colsb[tile] = 64;
+    }
+    if (bottom > 0) {
+      for (int tile : {2, 3, 5}) {
+        cfg.rows[tile] = static_cast<std::uint8_t>(bottom);
+        cfg.colsb[tile] = 64;
+      }
+    }
+    for (int tile : {6, 7}) {
+      cfg.rows[tile] = 16;
+      cfg.colsb[tile] = 64;
+    }
+    __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+  }
+
+  // One pass of kn k (a multiple of 64) over 16 or 32 rows x 32 columns; the sums of earlier
+  // passes are read from c (rows 256 bytes apart) unless `first`, and the new ones stored there.
+  template <bool Bottom>
+  static void pass(const std::int8_t* a, index_t lda, const std::uint8_t* b, index_t kn,
+                   std::int32_t* c, bool first) noexcept {
+    const long ldc_bytes = long{64} * 4, ldb = step_bytes, la = lda;
+    std::int32_t* c_bottom = c + index_t{16} * 64;
+    if (first) {
+      MASQUANT_AMX_ZERO(0);
+      MASQUANT_AMX_ZERO(1);
+      if constexpr (Bottom) {
+        MASQUANT_AMX_ZERO(2);
+        MASQUANT_AMX_ZERO(3);
+      }
+    } else {
+      MASQUANT_AMX_LOAD(0, c, ldc_bytes);
+      MASQUANT_AMX_LOAD(1, c + 16, ldc_bytes);
+      if constexpr (Bottom) {
+        MASQUANT_AMX_LOAD(2, c_bottom, ldc_bytes);
+        MASQUANT_AMX_LOAD(3, c_bottom + 16, ldc_bytes);
+      }
+    }
+    const std::int8_t* a_bottom = a + 16 * lda;
+    for (index_t k = 0; k < kn; k += 64) {
+      const std::uint8_t* bk = b + (k / step_k_int8) * step_bytes;
+      MASQUANT_AMX_LOAD(6, bk, ldb);
+      MASQUANT_AMX_LOAD(7, bk + 64, ldb);
+      MASQUANT_AMX_LOAD(4, a + k, la);
+      MASQUANT_AMX_DP(0, 4, 6);
+      MASQUANT_AMX_DP(1, 4, 7);
+      if constexpr (Bottom) {
+        MASQUANT_AMX_LOAD(5, a_bottom + k, la);
+        MASQUANT_AMX_DP(2, 5, 6);
+        MASQUANT_AMX_DP(3, 5, 7);
+      }
+    }
+    MASQUANT_AMX_STORE(0, c, ldc_bytes);
+    MASQUANT_AMX_STORE(1, c + 16, ldc_bytes);
+    if constexpr (Bottom) {
+      MASQUANT_AMX_STORE(2, c_bottom, ldc_bytes);
+      MASQUANT_AMX_STORE(3, c_bottom + 16, ldc_bytes);
+    }
+  }
+
+  __attribute__((noinline)) static void finish(const tile_args& t, index_t rows,
+                                               std::int32_t (*acc)[64]) noexcept {
+    avx512_vnni_kernel::finish_rows(t, rows, acc);
+  }
+};
+
+#undef MASQUANT_AMX_LOAD
+#undef MASQUANT_AMX_STORE
+#undef MASQUANT_AMX_ZERO
+#undef MASQUANT_AMX_DP
