@@ -1,5 +1,5 @@
 // gemm_amx_test.cpp: the avx512 family's AMX path (taken where the CPU and OS allow, for INT8
-// weights, K a multiple of 64 and M >= 16) against the int64 reference, and against the vpdpbusd
+// weights, K a multiple of 64 and M >= 2) against the int64 reference, and against the vpdpbusd
 // kernel bit for bit: a row computed alone (M = 1) never takes the AMX path, and the same
 // epilogue must give the same floats. On a CPU without AMX every check holds for the vpdpbusd
 // kernel alone.
@@ -36,10 +36,12 @@ BOOST_AUTO_TEST_CASE(tiles_give_the_exact_sums_and_the_kernels_floats) {
   BOOST_TEST_MESSAGE(
       "AMX tiles " << (detail::MASQUANT_BUILD::amx_int8_ready() ? "run" : "unavailable"));
   thread_pool pool(2);
-  // Full and partial tiles of rows (16, 17, 31, 32, 45), several tasks (300 rows), column tails,
-  // K of one tile and K over several passes of kc = 2048 (4160).
-  const shape shapes[] = {{16, 64, 16},   {17, 128, 100},  {31, 192, 64},  {32, 256, 130},
-                          {45, 4160, 70}, {300, 512, 200}, {64, 2048, 257}};
+  // Full and partial tiles of rows (2, 7, 16, 17, 31, 32, 45), several tasks (300 rows), column
+  // tails,
+  // K of one tile and K over two passes of kc = 8192 (8256).
+  const shape shapes[] = {{16, 64, 16},    {17, 128, 100}, {31, 192, 64},
+                          {32, 256, 130},  {45, 8256, 70}, {300, 512, 200},
+                          {64, 2048, 257}, {2, 64, 16},    {7, 256, 100}};
   std::uint64_t seed = 1;
   for (const shape& s : shapes) {
     BOOST_TEST_CONTEXT("M " << s.m << " K " << s.k << " N " << s.n) {

@@ -9,7 +9,7 @@
 // reads. The activations are the signed operand and the weight bytes (zero point 128) the
 // unsigned one, as in the vpdpbusd kernel: the same modular int32 sums, finished by the same
 // epilogue, so the outputs are bit for bit those of the vpdpbusd kernel. K runs in passes of kc
-// over the task's rows (their activations stay in L2), the int32 sums of the task waiting in a
+// over up to 96 rows of the task (their activations stay in L2), the int32 sums waiting in a
 // workspace between passes. The instructions are inline assembly: no compiler target attribute is
 // needed, and the family's code stays what it is on CPUs without AMX.
 
@@ -23,57 +23,67 @@
   __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::: "memory")
 
 struct avx512_amx_path {
-  static constexpr index_t kc = 2048;  // k per pass over the task's rows
+  // k per pass over the task's rows: fewer passes (reloads of the accumulator tiles) win over a
+  // smaller working set; measured on K = 3584 and 18944 (docs/performance.md).
+  static constexpr index_t kc = 8192;
 
-  /// INT8 weights, K in whole tiles (64) and at least one full tile of rows; otherwise the
-  /// vpdpbusd kernel runs.
+  /// INT8 weights, K in whole tiles (64, and not 0) and more than one row (a single row streams its
+  /// weights through the vpdpbusd kernel's run_row at memory speed); otherwise vpdpbusd runs.
   static bool usable(const problem& p) noexcept {
-    return !p.int4 && p.k % 64 == 0 && p.m >= 16 && amx_int8_ready();
+    return !p.int4 && p.k > 0 && p.k % 64 == 0 && p.m >= 2 && amx_int8_ready();
   }
 
   /// Rows [m0, m0 + rows) x column blocks [cb0, cb1) of p, as run_task's tiles would compute them.
   static void run_task(const problem& p, index_t m0, index_t rows, index_t cb0, index_t cb1,
                        const std::int32_t* row_corr, bool stream) noexcept {
-    alignas(64) std::int32_t acc[task_rows_max][64];
+    // The sums of up to chunk_rows rows x one column block: as small as the vpdpbusd kernel's
+    // workspace, for engines whose threads have small stacks.
+    constexpr index_t chunk_rows = task_rows_max_split;
+    static_assert(chunk_rows % 32 == 0 && workspace_cols == block_cols);
+    alignas(64) std::int32_t acc[chunk_rows][workspace_cols];
     int rows0 = -1, rows1 = -1;
-    for (index_t cb = cb0; cb < cb1; ++cb) {
-      const index_t n0 = cb * block_cols;
-      const index_t cols = std::min(block_cols, p.n - n0);
-      const std::uint8_t* block = p.b + cb * p.block_bytes;
-      for (index_t half = 0; half * 32 < cols; ++half) {
-        for (index_t k0 = 0; k0 < p.k; k0 += kc) {
-          const index_t kn = std::min(kc, p.k - k0);
-          const std::uint8_t* b = block + (k0 / step_k_int8) * step_bytes + half * 32 * 4;
-          for (index_t r0 = 0; r0 < rows; r0 += 32) {
-            const auto r_top = static_cast<int>(std::min<index_t>(16, rows - r0));
-            const auto r_bottom = static_cast<int>(std::min<index_t>(32, rows - r0)) - r_top;
-            if (r_top != rows0 || r_bottom != rows1) {
-              configure(r_top, r_bottom);  // zeroes every tile
-              rows0 = r_top;
-              rows1 = r_bottom;
-            }
-            std::int32_t* c = &acc[r0][half * 32];
-            const std::int8_t* a = p.a + (m0 + r0) * p.lda + k0;
-            if (r_bottom > 0) {
-              pass<true>(a, p.lda, b, kn, c, k0 == 0);
-            } else {
-              pass<false>(a, p.lda, b, kn, c, k0 == 0);
+    for (index_t c0 = 0; c0 < rows; c0 += chunk_rows) {
+      const index_t chunk = std::min(chunk_rows, rows - c0);
+      const std::int8_t* a_chunk = p.a + (m0 + c0) * p.lda;
+      for (index_t cb = cb0; cb < cb1; ++cb) {
+        const index_t n0 = cb * block_cols;
+        const index_t cols = std::min(block_cols, p.n - n0);
+        const std::uint8_t* block = p.b + cb * p.block_bytes;
+        for (index_t half = 0; half * 32 < cols; ++half) {
+          for (index_t k0 = 0; k0 < p.k; k0 += kc) {
+            const index_t kn = std::min(kc, p.k - k0);
+            const std::uint8_t* b = block + (k0 / step_k_int8) * step_bytes + half * 32 * 4;
+            for (index_t r0 = 0; r0 < chunk; r0 += 32) {
+              const auto top = static_cast<int>(std::min<index_t>(16, chunk - r0));
+              const auto bottom = static_cast<int>(std::min<index_t>(32, chunk - r0)) - top;
+              if (top != rows0 || bottom != rows1) {
+                configure(top, bottom);  // zeroes every tile
+                rows0 = top;
+                rows1 = bottom;
+              }
+              std::int32_t* c = &acc[r0][half * 32];
+              const std::int8_t* a = a_chunk + r0 * p.lda + k0;
+              if (bottom > 0) {
+                pass<true>(a, p.lda, b, kn, c, k0 == 0);
+              } else {
+                pass<false>(a, p.lda, b, kn, c, k0 == 0);
+              }
             }
           }
         }
+        tile_args t;
+        t.row_corr = row_corr + c0;
+        t.a_scale = p.a_scale != nullptr ? p.a_scale + m0 + c0 : nullptr;
+        t.b_scale = p.b_scale + n0;
+        t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
+        t.c = p.c != nullptr ? p.c + (m0 + c0) * p.ldc + n0 : nullptr;
+        t.c_int = p.c_int != nullptr ? p.c_int + (m0 + c0) * p.ldc + n0 : nullptr;
+        t.ldc = p.ldc;
+        t.cols = static_cast<int>(cols);
+        t.accumulate = p.accumulate;
+        t.stream = stream && cols == block_cols;
+        finish(t, chunk, acc);
       }
-      tile_args t;
-      t.row_corr = row_corr;
-      t.a_scale = p.a_scale != nullptr ? p.a_scale + m0 : nullptr;
-      t.b_scale = p.b_scale + n0;
-      t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
-      t.c = p.c != nullptr ? p.c + m0 * p.ldc + n0 : nullptr;
-      t.c_int = p.c_int != nullptr ? p.c_int + m0 * p.ldc + n0 : nullptr;
-      t.ldc = p.ldc;
-      t.cols = static_cast<int>(cols);
-      t.accumulate = p.accumulate;
-      t.stream = stream && cols == block_cols;
-      finish(t, rows, acc);
     }
     __asm__ volatile("tilerelease" ::: "memory");
   }
