@@ -701,7 +701,8 @@ void register_all(bool paired, bool fp32_peers) {
   }
 }
 
-double peak_gops = 0.0;  // one core's multiply peak for masquant's family, measured in main
+double peak_gops = 0.0;      // one core's multiply peak for masquant's family, measured in main
+double amx_peak_gops = 0.0;  // ... of tdpbsud, where masquant runs AMX tiles (else 0)
 
 // One row per (shape, M, threads): masquant's int8 GOPS, its fraction of the measured peak of
 // the cores it ran on, and the ratios, from `table`.
@@ -748,8 +749,10 @@ void print_summary(const std::map<key, times>& table, const char* title) {
     }
     const double gops = 2.0 * static_cast<double>(m * n * k) / ours_time * 1e-9;
     char of_peak[32] = "-";
-    if (peak_gops > 0.0) {
-      std::snprintf(of_peak, sizeof of_peak, "%.0f%%", 100.0 * gops / (peak_gops * threads));
+    // Tiles run at M >= 2 with K a multiple of 64 (int8 weights): judge those by tdpbsud.
+    const double peak = amx_peak_gops > 0.0 && m >= 2 && k % 64 == 0 ? amx_peak_gops : peak_gops;
+    if (peak > 0.0) {
+      std::snprintf(of_peak, sizeof of_peak, "%.0f%%", 100.0 * gops / (peak * threads));
     }
     std::printf(
         "| %ldx%ld | %ld | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
@@ -796,11 +799,20 @@ int main(int argc, char** argv) {
       "measured peak of one core: %.1f GOPS (%s, 2 ops per multiply-add)\n",
       masquant::bench::cpu_model().c_str(), masquant::to_string(family),
       paired ? "paired" : "separate", peak_gops, masquant::bench::peak_instruction(family));
+  amx_peak_gops = masquant::bench::measured_amx_peak_gops(family);
+  if (amx_peak_gops > 0.0) {
+    std::printf(
+        "AMX tiles (M >= 2, K %% 64 == 0): measured peak of one core %.1f GOPS "
+        "(tdpbsud)\n",
+        amx_peak_gops);
+  }
 #ifdef MASQUANT_BENCH_HAVE_DNNL
   std::printf("oneDNN's int8 GEMM on this CPU: %s\n", dnnl_is_exact() ? "exact" : "saturates");
 #endif
   masquant::bench::add_cpu_context();
   benchmark::AddCustomContext("peak_gops_per_core", std::to_string(peak_gops));
+  if (amx_peak_gops > 0.0)
+    benchmark::AddCustomContext("amx_peak_gops_per_core", std::to_string(amx_peak_gops));
   register_all(paired, fp32_peers);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

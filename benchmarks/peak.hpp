@@ -10,8 +10,11 @@
 //   avx_vnni: vpdpbusd ymm, 32 (VEX encoding when the CPU has AVX-VNNI, else EVEX)
 //   avx2:     vpmaddwd ymm, 16 int16 multiply-adds (the exact AVX2 kernel's product; the vpaddd
 //             that accumulates it is not counted)
+//   AMX:      tdpbsud, 16 x 16 x 64 multiply-adds per instruction (where the avx512 family runs
+//             its tiles)
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <masquant/isa.hpp>
@@ -84,7 +87,50 @@ inline double peak_ymm_vex() {
 
 #undef MASQUANT_PEAK_LOOP
 
+// tdpbsud into four independent accumulator tiles (16 x 16 int32, 16 x 16 x 64 = 16384
+// multiply-adds each) from two A and two B tiles of 16 x 64 bytes, as the GEMM's tiles are laid
+// out. Only called where masquant's AMX path runs (the OS granted the tile state).
+inline double peak_amx() {
+  struct alignas(64) {
+    std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    std::uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    std::uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+  } cfg;
+  const std::int64_t iters = peak_iters / 16;
+  std::int64_t n = iters;
+  __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+  const auto t0 = std::chrono::steady_clock::now();
+  __asm__ volatile(
+      "1:\n\t"
+      "tdpbsud %%tmm6, %%tmm4, %%tmm0\n\t"
+      "tdpbsud %%tmm7, %%tmm4, %%tmm1\n\t"
+      "tdpbsud %%tmm6, %%tmm5, %%tmm2\n\t"
+      "tdpbsud %%tmm7, %%tmm5, %%tmm3\n\t"
+      "dec %0\n\t"
+      "jnz 1b\n\t"
+      : "+r"(n)
+      :
+      : "cc");
+  const double seconds = seconds_since(t0);
+  __asm__ volatile("tilerelease");
+  return 4.0 * 2.0 * 16384.0 * static_cast<double>(iters) / seconds * 1e-9;
+}
+
 }  // namespace detail
+
+/// Whether masquant's INT8 GEMM runs AMX tiles here (M >= 2, K a multiple of 64, INT8
+/// weights; docs/gemm.md).
+inline bool amx_tiles_run(isa_family family) {
+  return family == isa_family::avx512 && masquant::detail::MASQUANT_BUILD::amx_int8_ready();
+}
+
+/// GOPS of one core on tdpbsud (best of 5 runs), or 0 where masquant does not run AMX tiles.
+inline double measured_amx_peak_gops(isa_family family) {
+  if (!amx_tiles_run(family)) return 0.0;
+  double best = 0.0;
+  for (int run = 0; run < 5; ++run) best = std::max(best, detail::peak_amx());
+  return best;
+}
 
 /// The instruction the GEMM of `family` multiplies with, as printed beside its peak.
 inline const char* peak_instruction(isa_family family) {

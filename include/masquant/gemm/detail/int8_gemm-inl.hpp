@@ -14,7 +14,9 @@
 // small workspace on the stack (no allocation per call). A task of one row (decode) goes to the
 // kernel's run_row when it has one (row_blocks > 0): whole 64-column blocks per call, read in
 // order, so the weights stream at memory speed instead of being strided through a narrower tile
-// at a time; up to row_blocks blocks at once, several weight streams.
+// at a time; up to row_blocks blocks at once, several weight streams. The avx512 family runs its
+// tasks on AMX tiles instead where the CPU and OS allow and the problem suits
+// (kernel_avx512_amx-inl.hpp): the same tasks, the same epilogue.
 
 namespace int8 {
 
@@ -88,6 +90,7 @@ __attribute__((noinline)) inline void finish_row_scalar(const tile_args& t, inde
 #if MASQUANT_FAMILY == MASQUANT_ISA_AVX512
 #include <masquant/gemm/detail/kernel_avx512_vnni-inl.hpp>
 using kernel = avx512_vnni_kernel;
+#include <masquant/gemm/detail/kernel_avx512_amx-inl.hpp>  // after the kernel: its epilogue
 #elif MASQUANT_FAMILY == MASQUANT_ISA_AVX_VNNI
 #include <masquant/gemm/detail/kernel_ymm_vnni-inl.hpp>
 using kernel = ymm_vnni_kernel;
@@ -119,6 +122,9 @@ blocking plan(const problem& p) noexcept {
   bl.stream_output = Kernel::streams_output && !p.accumulate &&
                      p.m * p.n * index_t{4} >= stream_output_bytes &&
                      reinterpret_cast<std::uintptr_t>(c) % 64 == 0 && p.ldc % 16 == 0;
+#if MASQUANT_FAMILY == MASQUANT_ISA_AVX512
+  bl.amx = avx512_amx_path::usable(p);
+#endif
   return bl;
 }
 
@@ -170,6 +176,13 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   if constexpr (Kernel::row_blocks > 0) {
     if (rows == 1 && bl.k_blocks == 1) return run_row<Kernel>(p, m0, cb0, cb1, row_corr[0]);
   }
+#if MASQUANT_FAMILY == MASQUANT_ISA_AVX512
+  if (bl.amx) {
+    avx512_amx_path::run_task(p, m0, rows, cb0, cb1, row_corr, bl.stream_output);
+    if (bl.stream_output) Kernel::stream_fence();
+    return;
+  }
+#endif
   alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split
 
   for (index_t cb = cb0; cb < cb1; ++cb) {

@@ -164,11 +164,19 @@ struct avx512_vnni_kernel {
     }
   }
 
-  // Works from memory: indexing the accumulator registers in loops with branches would make
-  // GCC keep them on the stack in the hot loop too.
   template <int R>
   static inline __attribute__((always_inline)) void finish(const tile_args& t,
                                                            std::int32_t (*acc)[64]) noexcept {
+    finish_rows(t, R, acc);
+  }
+
+ public:
+  /// Finishes `rows` rows of raw accumulators acc[r][0..64) as tile_args describes (the AMX path
+  /// hands its tiles over here too). Works from memory: indexing the accumulator registers in
+  /// loops with branches would make GCC keep them on the stack in the hot loop too.
+  static inline __attribute__((always_inline)) void finish_rows(const tile_args& t, index_t rows,
+                                                                std::int32_t (*acc)[64]) noexcept {
+    const index_t R = rows;
     if (t.acc_in != nullptr) {
       for (index_t r = 0; r < R; ++r) {
         for (index_t v = 0; v < 4; ++v) {

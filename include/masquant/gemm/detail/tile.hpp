@@ -84,6 +84,7 @@ struct blocking {
   index_t task_blocks = 0;      // 64-column blocks per task
   index_t kc = 0, k_blocks = 0;
   bool stream_output = false;  // full-width tiles store C non-temporally
+  bool amx = false;            // the avx512 family's tasks run on AMX tiles
 };
 
 }  // namespace masquant::detail::gemm
