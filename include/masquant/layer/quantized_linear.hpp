@@ -256,6 +256,24 @@ class quantized_linear {
     }
   }
 
+  // Runs row_ok(r) for every row, row_block rows per task on `parallel`; returns the first row
+  // where it was false (rows when none), whatever the thread count. A task stops at its first
+  // such row.
+  template <class RowOk>
+  static index_t first_bad_row(const parallel_for_fn& parallel, index_t rows, const RowOk& row_ok) {
+    std::atomic<index_t> first{rows};
+    run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
+      for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
+        if (row_ok(r)) continue;
+        index_t seen = first.load();
+        while (r < seen && !first.compare_exchange_weak(seen, r)) {
+        }
+        return;
+      }
+    });
+    return first.load();
+  }
+
   void check_call(const char* op, index_t x_rows, index_t x_cols,
                   vector_view<const modality_id> ids, index_t y_rows, index_t y_cols) const;
   // Tagged like forward(): their loops vectorise with the translation unit's flags.
@@ -657,24 +675,16 @@ inline void quantized_linear::check_output(const linear_input& x,
   // (bits & exp) ^ exp is 0 exactly then (an integer reduction, which vectorises).
   constexpr std::uint32_t exponent = 0x7f800000u;
   const index_t rows = y.rows(), cols = y.cols();
-  std::atomic<index_t> first_bad{rows};  // the first row with one, whatever the thread count
-  run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
-    for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
-      const float* row = y.row_data(r);
-      std::uint32_t least = exponent;
-      for (index_t c = 0; c < cols; ++c) {
-        std::uint32_t bits;
-        std::memcpy(&bits, row + c, sizeof bits);
-        least = std::min(least, (bits & exponent) ^ exponent);
-      }
-      if (least != 0) continue;
-      index_t seen = first_bad.load();
-      while (r < seen && !first_bad.compare_exchange_weak(seen, r)) {
-      }
-      return;
+  const index_t r = first_bad_row(parallel, rows, [&](index_t row_index) {
+    const float* row = y.row_data(row_index);
+    std::uint32_t least = exponent;
+    for (index_t c = 0; c < cols; ++c) {
+      std::uint32_t bits;
+      std::memcpy(&bits, row + c, sizeof bits);
+      least = std::min(least, (bits & exponent) ^ exponent);
     }
+    return least != 0;
   });
-  const index_t r = first_bad.load();
   if (r == rows) return;
   const float* row = y.row_data(r);
   for (index_t c = 0; c < cols; ++c)
@@ -689,48 +699,35 @@ inline void quantized_linear::store_output(matrix_view<const float> out, const l
   constexpr std::uint32_t exponent = 0x7f800000u;
   const bool bf16 = y.type() == element_type::bfloat16;
   const index_t rows = out.rows(), cols = out.cols();
-  std::atomic<index_t> first_bad{rows};
-  run(parallel, (rows + row_block - 1) / row_block, [&](index_t b) {
-    for (index_t r = b * row_block; r < std::min(rows, (b + 1) * row_block); ++r) {
-      const float* src = out.row_data(r);
-      std::uint32_t least = exponent;
-      if (bf16) {
-        std::uint16_t* dst = static_cast<std::uint16_t*>(y.data()) + r * y.stride();
-        for (index_t c = 0; c < cols; ++c) {
-          float v = src[c];
-          if (accumulate) {
-            const std::uint32_t old = std::uint32_t{dst[c]} << 16;
-            float o;
-            std::memcpy(&o, &old, sizeof o);
-            v += o;
-          }
-          std::uint32_t bits;
-          std::memcpy(&bits, &v, sizeof bits);
-          const std::uint32_t h = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-          const std::uint32_t bad =
-              std::min((bits & exponent) ^ exponent, ((h << 16) & exponent) ^ exponent);
-          dst[c] = bad != 0 ? static_cast<std::uint16_t>(h) : dst[c];
-          least = std::min(least, bad);
-        }
-      } else {
-        float* dst = static_cast<float*>(y.data()) + r * y.stride();
-        for (index_t c = 0; c < cols; ++c) {
-          const float v = dst[c] + src[c];
-          std::uint32_t bits;
-          std::memcpy(&bits, &v, sizeof bits);
-          const std::uint32_t bad = (bits & exponent) ^ exponent;
-          dst[c] = bad != 0 ? v : dst[c];
-          least = std::min(least, bad);
-        }
+  const index_t r = first_bad_row(parallel, rows, [&](index_t row) {
+    const float* src = out.row_data(row);
+    std::uint32_t least = exponent;
+    if (bf16) {
+      std::uint16_t* dst = static_cast<std::uint16_t*>(y.data()) + row * y.stride();
+      for (index_t c = 0; c < cols; ++c) {
+        float v = src[c];
+        if (accumulate) v += detail::gemm::from_bf16(dst[c]);
+        std::uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        const std::uint32_t h = detail::gemm::to_bf16(v);
+        const std::uint32_t bad =
+            std::min((bits & exponent) ^ exponent, ((h << 16) & exponent) ^ exponent);
+        dst[c] = bad != 0 ? static_cast<std::uint16_t>(h) : dst[c];
+        least = std::min(least, bad);
       }
-      if (least != 0) continue;
-      index_t seen = first_bad.load();
-      while (r < seen && !first_bad.compare_exchange_weak(seen, r)) {
+    } else {
+      float* dst = static_cast<float*>(y.data()) + row * y.stride();
+      for (index_t c = 0; c < cols; ++c) {
+        const float v = dst[c] + src[c];
+        std::uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        const std::uint32_t bad = (bits & exponent) ^ exponent;
+        dst[c] = bad != 0 ? v : dst[c];
+        least = std::min(least, bad);
       }
-      return;
     }
+    return least != 0;
   });
-  const index_t r = first_bad.load();
   if (r == rows) return;
   // The first bad column of row r: the element that kept y's old value.
   const auto old_value = [&](index_t c) {
