@@ -138,19 +138,11 @@ void run_row(const problem& p, index_t m, index_t cb0, index_t cb1, std::int32_t
     for (int j = 0; j < blocks; ++j) {
       const index_t n0 = (cb + j) * block_cols;
       tile_args& tj = t[j];
+      tj = epilogue_args(p, m, n0, std::min(block_cols, p.n - n0), &corr);
       tj.a = p.a + m * p.lda;
       tj.lda = p.lda;
       tj.b = p.b + (cb + j) * p.block_bytes;
       tj.k = p.k;
-      tj.row_corr = &corr;
-      tj.a_scale = p.a_scale != nullptr ? p.a_scale + m : nullptr;
-      tj.b_scale = p.b_scale + n0;
-      tj.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
-      tj.c = p.c != nullptr ? p.c + m * p.ldc + n0 : nullptr;
-      tj.c_int = p.c_int != nullptr ? p.c_int + m * p.ldc + n0 : nullptr;
-      tj.ldc = p.ldc;
-      tj.cols = static_cast<int>(std::min(block_cols, p.n - n0));
-      tj.accumulate = p.accumulate;
     }
     Kernel::run_row(p.int4, t, blocks);
   }
@@ -192,22 +184,13 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
         const index_t k0 = kb * bl.kc;
         for (index_t r0 = 0; r0 < rows; r0 += Kernel::max_rows) {
           const index_t tile_rows = std::min<index_t>(Kernel::max_rows, rows - r0);
-          tile_args t;
+          tile_args t = epilogue_args(p, m0 + r0, n0, std::min(tc, p.n - n0), row_corr + r0);
           t.a = p.a + (m0 + r0) * p.lda + k0;
           t.lda = p.lda;
           t.b = b_tile + k0 / step_k * step_bytes;
           t.k = std::min(bl.kc, p.k - k0);
           t.acc_in = kb > 0 ? ws + r0 * tc : nullptr;
           t.acc_out = kb + 1 < bl.k_blocks ? ws + r0 * tc : nullptr;
-          t.row_corr = row_corr + r0;
-          t.a_scale = p.a_scale != nullptr ? p.a_scale + m0 + r0 : nullptr;
-          t.b_scale = p.b_scale + n0;
-          t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
-          t.c = p.c != nullptr ? p.c + (m0 + r0) * p.ldc + n0 : nullptr;
-          t.c_int = p.c_int != nullptr ? p.c_int + (m0 + r0) * p.ldc + n0 : nullptr;
-          t.ldc = p.ldc;
-          t.cols = static_cast<int>(std::min(tc, p.n - n0));
-          t.accumulate = p.accumulate;
           t.stream = bl.stream_output && t.cols == tc;
           if (t.acc_out == nullptr && !t.stream) {
             // The epilogue writes these lines thousands of cycles later: fetch them now.

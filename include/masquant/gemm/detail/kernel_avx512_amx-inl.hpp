@@ -65,16 +65,7 @@ struct avx512_amx_path {
           }
         }
         const index_t cols = std::min(block_cols, p.n - n0);
-        tile_args t;
-        t.row_corr = row_corr + c0;
-        t.a_scale = p.a_scale != nullptr ? p.a_scale + m0 + c0 : nullptr;
-        t.b_scale = p.b_scale + n0;
-        t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
-        t.c = p.c != nullptr ? p.c + (m0 + c0) * p.ldc + n0 : nullptr;
-        t.c_int = p.c_int != nullptr ? p.c_int + (m0 + c0) * p.ldc + n0 : nullptr;
-        t.ldc = p.ldc;
-        t.cols = static_cast<int>(cols);
-        t.accumulate = p.accumulate;
+        tile_args t = epilogue_args(p, m0 + c0, n0, cols, row_corr + c0);
         t.stream = stream && cols == block_cols;
         finish(t, chunk, acc);
       }

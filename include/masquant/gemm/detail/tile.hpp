@@ -56,6 +56,23 @@ struct problem {
   index_t ldc = 0;
 };
 
+/// The epilogue's part of a tile: output row `row` and column n0 of p, `cols` valid columns,
+/// and the zero-point corrections of the tile's rows (row_corr[0] is row `row`'s).
+inline tile_args epilogue_args(const problem& p, index_t row, index_t n0, index_t cols,
+                               const std::int32_t* row_corr) noexcept {
+  tile_args t;
+  t.row_corr = row_corr;
+  t.a_scale = p.a_scale != nullptr ? p.a_scale + row : nullptr;
+  t.b_scale = p.b_scale + n0;
+  t.bias = p.bias != nullptr ? p.bias + n0 : nullptr;
+  t.c = p.c != nullptr ? p.c + row * p.ldc + n0 : nullptr;
+  t.c_int = p.c_int != nullptr ? p.c_int + row * p.ldc + n0 : nullptr;
+  t.ldc = p.ldc;
+  t.cols = static_cast<int>(cols);
+  t.accumulate = p.accumulate;
+  return t;
+}
+
 inline constexpr index_t task_rows_max = 264;       // rows per task (a multiple of 6, 4 and 3)
 inline constexpr index_t task_rows_max_split = 96;  // ... when K is split (workspace rows)
 inline constexpr index_t task_blocks = 4;           // 64-column blocks per task, at most
