@@ -84,7 +84,7 @@ BOOST_AUTO_TEST_CASE(isa_queries_are_consistent) {
 }
 
 BOOST_AUTO_TEST_CASE(int32_exact_on_odd_shapes_every_isa) {
-  const index_t ms[] = {0, 1, 3, 17};
+  const index_t ms[] = {0, 1, 3, 7, 17};  // 7: the avx512 family's tallest tile
   const index_t ks[] = {0, 1, 3, 5, 63, 65, 129};
   const index_t ns[] = {1, 3, 5, 63, 65, 129};
   for (gemm_isa isa : available_gemm_isas()) {
@@ -187,17 +187,25 @@ BOOST_AUTO_TEST_CASE(int32_exact_at_extreme_values_and_the_k_bound) {
   // and the unsigned-weight intermediate (a * (w + 128)) wraps int32 several times on the way.
   const index_t k = int8_gemm_max_k;
   for (gemm_isa isa : available_gemm_isas()) {
-    for (auto [av, wv] :
-         {std::pair{-128, -128}, {127, 127}, {-128, 127}, {127, -128}, {-127, -127}, {127, -127}}) {
-      matrix<std::int8_t> a(2, k, static_cast<std::int8_t>(av));
-      matrix<std::int8_t> w(3, k, static_cast<std::int8_t>(wv));
-      w(1, 0) = 0;  // one column off the extreme
-      std::string where;
-      BOOST_TEST(int32_mismatches(isa, a, w, 8, &where) == 0,
-                 "isa=" << isa << " a=" << av << " w=" << wv << " " << where);
+    // Two rows (tiles that broadcast activations to registers) and seven (the avx512 family's
+    // tile that reads them as embedded broadcasts).
+    for (index_t m : {2, 7}) {
+      for (auto [av, wv] : {std::pair{-128, -128},
+                            {127, 127},
+                            {-128, 127},
+                            {127, -128},
+                            {-127, -127},
+                            {127, -127}}) {
+        matrix<std::int8_t> a(m, k, static_cast<std::int8_t>(av));
+        matrix<std::int8_t> w(3, k, static_cast<std::int8_t>(wv));
+        w(1, 0) = 0;  // one column off the extreme
+        std::string where;
+        BOOST_TEST(int32_mismatches(isa, a, w, 8, &where) == 0,
+                   "isa=" << isa << " M=" << m << " a=" << av << " w=" << wv << " " << where);
+      }
     }
-    // int4 on one row (the decode kernels) and two (the tiles).
-    for (index_t m : {1, 2}) {
+    // int4 on one row (the decode kernels), two and seven (the tiles).
+    for (index_t m : {1, 2, 7}) {
       for (auto [av, wv] : {std::pair{-128, -8}, {127, 7}, {-128, 7}, {127, -8}}) {
         matrix<std::int8_t> a(m, k, static_cast<std::int8_t>(av));
         matrix<std::int8_t> w(2, k, static_cast<std::int8_t>(wv));

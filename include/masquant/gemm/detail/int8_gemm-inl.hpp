@@ -108,7 +108,7 @@ blocking plan(const problem& p) noexcept {
   const bool split = p.k > kc_max && p.m > Kernel::max_rows;
   const index_t rows_max = split ? task_rows_max_split : task_rows_max;
   bl.m_tasks = (p.m + rows_max - 1) / rows_max;
-  bl.mc = std::min(rows_max, round_up((p.m + bl.m_tasks - 1) / bl.m_tasks, Kernel::max_rows));
+  bl.mc = std::min(rows_max, round_up((p.m + bl.m_tasks - 1) / bl.m_tasks, Kernel::tile_rows));
   // A single row goes to run_row, which streams up to row_blocks blocks at once: keep them.
   const index_t task_blocks_min = p.m == 1 ? std::max<index_t>(1, Kernel::row_blocks) : 1;
   bl.task_blocks = task_blocks;
@@ -182,8 +182,15 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
       const std::uint8_t* b_tile = p.b + cb * p.block_bytes + (n0 % block_cols) * 4;
       for (index_t kb = 0; kb < bl.k_blocks; ++kb) {
         const index_t k0 = kb * bl.kc;
-        for (index_t r0 = 0; r0 < rows; r0 += Kernel::max_rows) {
-          const index_t tile_rows = std::min<index_t>(Kernel::max_rows, rows - r0);
+        // One tile when the kernel's tallest takes the task's rows, else as few tiles of up to
+        // tile_rows as there can be, of near-equal height: a tile of one or two rows is bound
+        // by latency or by reading the panel from L2, not by multiplying.
+        const index_t tiles = rows <= (p.int4 ? Kernel::max_rows_int4 : Kernel::max_rows)
+                                  ? 1
+                                  : (rows + Kernel::tile_rows - 1) / Kernel::tile_rows;
+        index_t height = 0;
+        for (index_t i = 0, r0 = 0; i < tiles; ++i, r0 += height) {
+          height = (rows - r0 + tiles - i - 1) / (tiles - i);
           tile_args t = epilogue_args(p, m0 + r0, n0, std::min(tc, p.n - n0), row_corr + r0);
           t.a = p.a + (m0 + r0) * p.lda + k0;
           t.lda = p.lda;
@@ -195,13 +202,13 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
           if (t.acc_out == nullptr && !t.stream) {
             // The epilogue writes these lines thousands of cycles later: fetch them now.
             const auto* out = t.c != nullptr ? static_cast<const void*>(t.c) : t.c_int;
-            for (index_t r = 0; r < tile_rows; ++r) {
+            for (index_t r = 0; r < height; ++r) {
               const char* line = static_cast<const char*>(out) + r * t.ldc * 4;
               for (index_t j = 0; j < index_t{4} * t.cols; j += 64)
                 __builtin_prefetch(line + j, 1, 3);
             }
           }
-          Kernel::run(static_cast<int>(tile_rows), p.int4, t);
+          Kernel::run(static_cast<int>(height), p.int4, t);
         }
       }
     }

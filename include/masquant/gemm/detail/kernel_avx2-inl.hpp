@@ -11,6 +11,8 @@
 struct avx2_kernel {
   static constexpr index_t tile_cols = 8;
   static constexpr int max_rows = 4;
+  static constexpr int max_rows_int4 = max_rows;
+  static constexpr int tile_rows = max_rows;
   static constexpr bool streams_output = false;      // ignores tile_args::stream
   static constexpr int row_blocks = 1;               // run_row: one whole column block per call
   static constexpr double macs_per_second = 5.5e10;  // one Zen 4 core (117 GOPS; Zen 3: 60)

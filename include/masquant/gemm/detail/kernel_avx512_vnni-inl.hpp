@@ -1,17 +1,22 @@
-// kernel_avx512_vnni-inl.hpp: the avx512 family's zmm vpdpbusd micro-kernel: up to 6 rows x 64
+// kernel_avx512_vnni-inl.hpp: the avx512 family's zmm vpdpbusd micro-kernel: up to 7 rows x 64
 // columns.
 //
 // Register block: 6 rows x 4 zmm of 16 int32 columns = 24 accumulators, 4 weight vectors and one
 // broadcast. Per step of 4 k it loads 256 weight bytes (one column block step, contiguous) and
 // broadcasts 4 activation bytes per row: the weight bytes are the unsigned operand of vpdpbusd,
-// the activations the signed one. int4 weights are unpacked in registers (and, shift) so a
+// the activations the signed one. A task of 7 rows of int8 weights (a short prompt) runs as one
+// tile of 7 x 4 zmm = 28 accumulators, its activation bytes read as embedded broadcasts
+// ({1to16}) so that no register holds them: one pass over the weights instead of a tile of 6 and
+// a tile of 1 that each stream them. int4 weights are unpacked in registers (and, shift) so a
 // decode step streams half the bytes. A single row (decode) runs up to four column blocks at
 // once (run_row), so that four weight streams are in flight.
 
 struct avx512_vnni_kernel {
   static constexpr index_t tile_cols = 64;
-  static constexpr int max_rows = 6;
-  static constexpr int row_blocks = 4;               // column blocks run_row takes at once
+  static constexpr int max_rows = 7;       // a task of up to 7 rows is one tile: one weight pass
+  static constexpr int max_rows_int4 = 6;  // int4: half the stream, multiplying is the limit
+  static constexpr int tile_rows = 6;      // rows per tile when a task needs several
+  static constexpr int row_blocks = 4;     // column blocks run_row takes at once
   static constexpr bool streams_output = true;       // honours tile_args::stream
   static constexpr double macs_per_second = 4.0e11;  // one core (Zen 5; Zen 4 about half)
 
@@ -30,8 +35,10 @@ struct avx512_vnni_kernel {
         return int4 ? tile<4, 1, true>(&t) : tile<4, 1, false>(&t);
       case 5:
         return int4 ? tile<5, 1, true>(&t) : tile<5, 1, false>(&t);
-      default:
+      case 6:
         return int4 ? tile<6, 1, true>(&t) : tile<6, 1, false>(&t);
+      default:  // 7: int8 weights only (max_rows_int4)
+        return tile<7, 1, false>(&t);
     }
   }
 
@@ -74,10 +81,10 @@ struct avx512_vnni_kernel {
   }
 
   /// R rows (of t[0].a, stride t[0].lda) against NB column tiles t[0..NB) sharing a and k:
-  /// R · NB <= 6, i.e. at most 24 accumulators (6 x 1 for M > 1, 1 x 1..4 for decode).
+  /// R · NB <= 7, i.e. at most 28 accumulators (7 x 1 for M > 1, 1 x 1..4 for decode).
   template <int R, int NB, bool Int4>
   __attribute__((noinline)) static void tile(const tile_args* t) noexcept {
-    static_assert(R * NB <= 6);
+    static_assert(R * NB <= 7);
     __m512i acc[std::size_t{NB}][std::size_t{R}][4];
 #pragma GCC unroll 4
     for (index_t j = 0; j < NB; ++j) {
@@ -93,27 +100,20 @@ struct avx512_vnni_kernel {
     const std::uint8_t* b[std::size_t{NB}];
     for (index_t j = 0; j < NB; ++j) b[j] = t[j].b;
     // The partial step at the end of K goes first: after the hot loop, GCC 12 would keep the
-    // accumulators on the stack through the loop.
+    // accumulators on the stack through the loop. Its bytes are copied, zero-filled, to a row
+    // of 8 (a step of int4) so that the loads never pass the end of a row.
     if (tail != 0) {
       const std::int8_t* a = t[0].a + steps * step_k;
-      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
-      for (index_t r = 0; r < R; ++r) {
-        lo[r] = load4_partial(a + r * lda, tail);
-        hi[r] = load4_partial(a + r * lda + 4, tail - 4);
-      }
+      std::int8_t part[std::size_t{R}][8] = {};
+      for (index_t r = 0; r < R; ++r)
+        std::memcpy(part[r], a + r * lda, static_cast<std::size_t>(tail));
 #pragma GCC unroll 4
-      for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + steps * step_bytes, lo, hi);
+      for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + steps * step_bytes, part[0], 8);
     }
     const std::int8_t* a = t[0].a;
     for (index_t s = 0; s < steps; ++s, a += step_k) {
-      std::int32_t lo[std::size_t{R}], hi[std::size_t{R}];
-#pragma GCC unroll 8
-      for (index_t r = 0; r < R; ++r) {
-        lo[r] = load4(a + r * lda);
-        if constexpr (Int4) hi[r] = load4(a + r * lda + 4);
-      }
 #pragma GCC unroll 4
-      for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + s * step_bytes, lo, hi);
+      for (index_t j = 0; j < NB; ++j) step<R, Int4>(acc[j], b[j] + s * step_bytes, a, lda);
     }
     alignas(64) std::int32_t out[std::size_t{NB}][std::size_t{R}][64];
 #pragma GCC unroll 4
@@ -128,37 +128,64 @@ struct avx512_vnni_kernel {
   }
 
  private:
-  // One step: 4 k of int8 weights times the activation bytes lo[r], or 8 k of int4 weights (low
-  // nibbles times lo[r], high nibbles times hi[r]).
+  // acc + the byte products of w (unsigned) and the 4 bytes at a (signed), broadcast from memory.
+  static inline __attribute__((always_inline)) __m512i madd(__m512i acc, __m512i w,
+                                                            const std::int8_t* a) noexcept {
+    struct bytes4 {
+      std::int8_t b[4];
+    };
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+            : "+v"(acc)
+            : "v"(w), "m"(*reinterpret_cast<const bytes4*>(a)));
+    return acc;
+  }
+
+  // One step: 4 k of int8 weights times the 4 bytes at a + r·lda, or 8 k of int4 weights (low
+  // nibbles times the first 4 bytes, high nibbles times the next 4). Tiles of up to 6 rows
+  // broadcast each row's bytes to a register once per step; a tile of 7 (int8 only) has no
+  // register left for them and reads them as embedded broadcasts, one weight vector at a time.
+  // Embedded broadcasts cost about 12% when multiplying is the limit (Zen 5), so only a task of
+  // 7 rows, whose time is the weight stream, takes that tile.
   template <int R, bool Int4>
   static inline __attribute__((always_inline)) void step(__m512i (&acc)[std::size_t{R}][4],
                                                          const std::uint8_t* b,
-                                                         const std::int32_t* lo,
-                                                         const std::int32_t* hi) noexcept {
-    __m512i w[4];
+                                                         const std::int8_t* a,
+                                                         index_t lda) noexcept {
+    if constexpr (R == max_rows) {
+      static_assert(!Int4);
 #pragma GCC unroll 4
-    for (index_t v = 0; v < 4; ++v) w[v] = _mm512_load_si512(b + 64 * v);
-    if constexpr (!Int4) {
-      madd<R>(acc, w, lo);
+      for (index_t v = 0; v < 4; ++v) {
+        const __m512i w = _mm512_load_si512(b + 64 * v);
+#pragma GCC unroll 8
+        for (index_t r = 0; r < R; ++r) acc[r][v] = madd(acc[r][v], w, a + r * lda);
+      }
     } else {
-      const __m512i low = _mm512_set1_epi8(0x0F);
-      __m512i n[4];
+      __m512i w[4];
 #pragma GCC unroll 4
-      for (index_t v = 0; v < 4; ++v) n[v] = _mm512_and_si512(w[v], low);
-      madd<R>(acc, n, lo);
+      for (index_t v = 0; v < 4; ++v) w[v] = _mm512_load_si512(b + 64 * v);
+      if constexpr (!Int4) {
+        madd<R>(acc, w, a, lda);
+      } else {
+        const __m512i low = _mm512_set1_epi8(0x0F);
+        __m512i n[4];
 #pragma GCC unroll 4
-      for (index_t v = 0; v < 4; ++v) n[v] = _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low);
-      madd<R>(acc, n, hi);
+        for (index_t v = 0; v < 4; ++v) n[v] = _mm512_and_si512(w[v], low);
+        madd<R>(acc, n, a, lda);
+#pragma GCC unroll 4
+        for (index_t v = 0; v < 4; ++v) n[v] = _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low);
+        madd<R>(acc, n, a + 4, lda);
+      }
     }
   }
 
+  // acc[r][v] + the byte products of w[v] and the 4 bytes at a + r·lda, broadcast to a register.
   template <int R>
   static inline __attribute__((always_inline)) void madd(__m512i (&acc)[std::size_t{R}][4],
-                                                         const __m512i* w,
-                                                         const std::int32_t* x) noexcept {
+                                                         const __m512i* w, const std::int8_t* a,
+                                                         index_t lda) noexcept {
 #pragma GCC unroll 8
     for (index_t r = 0; r < R; ++r) {
-      const __m512i xr = _mm512_set1_epi32(x[r]);
+      const __m512i xr = _mm512_set1_epi32(load4(a + r * lda));
 #pragma GCC unroll 4
       for (index_t v = 0; v < 4; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], w[v], xr);
     }

@@ -6,6 +6,8 @@
 struct portable_kernel {
   static constexpr index_t tile_cols = 64;
   static constexpr int max_rows = 4;
+  static constexpr int max_rows_int4 = max_rows;
+  static constexpr int tile_rows = max_rows;
   static constexpr bool streams_output = false;   // ignores tile_args::stream
   static constexpr int row_blocks = 0;            // no run_row
   static constexpr double macs_per_second = 5e9;  // one core, as the compiler vectorises it

@@ -9,6 +9,8 @@
 struct ymm_vnni_kernel {
   static constexpr index_t tile_cols = 32;
   static constexpr int max_rows = 3;
+  static constexpr int max_rows_int4 = max_rows;
+  static constexpr int tile_rows = max_rows;
   static constexpr bool streams_output = false;      // ignores tile_args::stream
   static constexpr int row_blocks = 1;               // run_row: one whole column block per call
   static constexpr double macs_per_second = 1.8e11;  // one core
