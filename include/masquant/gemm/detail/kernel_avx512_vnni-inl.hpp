@@ -129,8 +129,8 @@ struct avx512_vnni_kernel {
 
  private:
   // acc + the byte products of w (unsigned) and the 4 bytes at a (signed), broadcast from memory.
-  static inline __attribute__((always_inline)) __m512i madd(__m512i acc, __m512i w,
-                                                            const std::int8_t* a) noexcept {
+  static inline __attribute__((always_inline)) __m512i madd_broadcast(
+      __m512i acc, __m512i w, const std::int8_t* a) noexcept {
     struct bytes4 {
       std::int8_t b[4];
     };
@@ -144,7 +144,7 @@ struct avx512_vnni_kernel {
   // nibbles times the first 4 bytes, high nibbles times the next 4). Tiles of up to 6 rows
   // broadcast each row's bytes to a register once per step; a tile of 7 (int8 only) has no
   // register left for them and reads them as embedded broadcasts, one weight vector at a time.
-  // Embedded broadcasts cost about 12% when multiplying is the limit (Zen 5), so only a task of
+  // Embedded broadcasts cost about 13% when multiplying is the limit (Zen 5), so only a task of
   // 7 rows, whose time is the weight stream, takes that tile.
   template <int R, bool Int4>
   static inline __attribute__((always_inline)) void step(__m512i (&acc)[std::size_t{R}][4],
@@ -157,7 +157,7 @@ struct avx512_vnni_kernel {
       for (index_t v = 0; v < 4; ++v) {
         const __m512i w = _mm512_load_si512(b + 64 * v);
 #pragma GCC unroll 8
-        for (index_t r = 0; r < R; ++r) acc[r][v] = madd(acc[r][v], w, a + r * lda);
+        for (index_t r = 0; r < R; ++r) acc[r][v] = madd_broadcast(acc[r][v], w, a + r * lda);
       }
     } else {
       __m512i w[4];
