@@ -176,19 +176,19 @@ void run_task(const problem& p, const blocking& bl, index_t task) noexcept {
   }
 #endif
   alignas(64) std::int32_t ws[task_rows_max_split * workspace_cols];  // used when K is split
+  // One tile when the kernel's tallest takes the task's rows, else as few tiles of up to
+  // tile_rows as there can be, of near-equal height: a one-row tile has 4 accumulator chains,
+  // too few to hide vpdpbusd's latency (int4 at M = 7 on Zen 5: 4 + 3 rows ran 3-13% faster
+  // than 6 + 1).
+  const index_t tiles = rows <= (p.int4 ? Kernel::max_rows_int4 : Kernel::max_rows)
+                            ? 1
+                            : (rows + Kernel::tile_rows - 1) / Kernel::tile_rows;
 
   for (index_t cb = cb0; cb < cb1; ++cb) {
     for (index_t n0 = cb * block_cols; n0 < std::min(p.n, (cb + 1) * block_cols); n0 += tc) {
       const std::uint8_t* b_tile = p.b + cb * p.block_bytes + (n0 % block_cols) * 4;
       for (index_t kb = 0; kb < bl.k_blocks; ++kb) {
         const index_t k0 = kb * bl.kc;
-        // One tile when the kernel's tallest takes the task's rows, else as few tiles of up to
-        // tile_rows as there can be, of near-equal height: a one-row tile has 4 accumulator
-        // chains, too few to hide vpdpbusd's latency (int4 at M = 7 on Zen 5: 4 + 3 rows ran
-        // 3-13% faster than 6 + 1).
-        const index_t tiles = rows <= (p.int4 ? Kernel::max_rows_int4 : Kernel::max_rows)
-                                  ? 1
-                                  : (rows + Kernel::tile_rows - 1) / Kernel::tile_rows;
         index_t height = 0;
         for (index_t i = 0, r0 = 0; i < tiles; ++i, r0 += height) {
           height = (rows - r0 + tiles - i - 1) / (tiles - i);
